@@ -129,7 +129,7 @@ def _shipped() -> dict[str, TierProfile]:
     return {d["name"]: TierProfile.from_dict(d) for d in json.loads(text)["profiles"]}
 
 
-PROFILE_NAMES = ("seed-toy", "h200-measured", "h100-datasheet")
+PROFILE_NAMES = ("seed-toy", "h200-measured", "h100-datasheet", "single-tier")
 
 
 def profile(name: str) -> TierProfile:
