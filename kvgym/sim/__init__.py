@@ -46,6 +46,8 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
     else:
         raise ConfigError(f"trace must be a Trace or a Parquet path, got {type(trace).__name__}")
     setup = scenario.build(pages)
+    if page_arr is not None:
+        setup.check_steps(trace.step, trace.page)
     use_fast = not policy_params and fast.supports(policy, prefetcher, scenario)
     if engine == "fast" and not use_fast:
         raise ConfigError(f"the fast path runs plain 'lru' without prefetch; got policy {policy!r}, prefetcher {prefetcher!r}")

@@ -1,0 +1,96 @@
+"""``kvgym run``: one scenario x trace x policy, printed as a metrics table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kvgym.errors import ConfigError
+
+
+def parse_kv(items, what: str) -> dict:
+    """``["k=v", ...]`` -> dict; values parsed as JSON when possible (numbers, bools, lists), else strings."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{what}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def load_scenario(spec: str, overrides: dict):
+    """A scenario by harness name or from a JSON file, with field overrides."""
+    from kvgym.sim.scenario import Scenario
+
+    if spec.endswith(".json"):
+        path = Path(spec)
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read scenario ({e})") from None
+        scen = Scenario.from_dict(d)
+    else:
+        from kvgym.bench.scenarios import get_scenario
+
+        scen = get_scenario(spec)
+    if overrides:
+        scen = Scenario.from_dict({**scen.to_dict(), **overrides})
+    return scen
+
+
+def load_trace(spec: str, seed: int, params: dict):
+    """A Parquet trace path, or a workload name generated with ``params`` and ``seed``."""
+    if spec.endswith(".parquet") or Path(spec).exists():
+        if params:
+            raise ConfigError("--wparam applies to generated workloads, not to trace files")
+        return spec
+    from kvgym.workloads import make_trace
+
+    return make_trace(spec, seed=seed, **params)
+
+
+def cmd_run(args) -> int:
+    from kvgym.sim import run
+
+    scen = load_scenario(args.scenario, parse_kv(args.set, "--set"))
+    trace = load_trace(args.trace, args.seed, parse_kv(args.wparam, "--wparam"))
+    m = run(trace, scen, args.policy, args.prefetcher, engine=args.engine, **parse_kv(args.param, "--param"))
+    d = m.to_dict()
+    print(f"scenario {scen.name} ({scen.profile}, {scen.cost_model}, {scen.quantization}, "
+          f"prefetch {'on' if scen.prefetch else 'off'}) | trace {args.trace} | policy {args.policy}")
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        if isinstance(v, float):
+            v = f"{v:,.3f}"
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        print(f"  {k:<{width}}  {v}")
+    if args.json:
+        from kvgym.bench.artifacts_io import write_json_atomic
+
+        write_json_atomic(args.json, {"scenario": scen.to_dict(), "trace": args.trace, "policy": args.policy,
+                                      "metrics": d})
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="simulate one trace under one scenario with one policy",
+                       description="Simulate one trace (a Parquet file or a generated workload) under one scenario "
+                                   "with one eviction policy (and optional prefetcher); print every metric.")
+    p.add_argument("--trace", default="streaming", help="Parquet trace path, or a workload name (default: streaming)")
+    p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    p.add_argument("--wparam", action="append", metavar="K=V", help="workload parameter override (repeatable)")
+    p.add_argument("--scenario", default="h200_10pct_fp16_no_prefetch",
+                   help="scenario name (see `kvgym scenarios`) or a scenario JSON file (default: h200_10pct_fp16_no_prefetch)")
+    p.add_argument("--set", action="append", metavar="FIELD=V", help="scenario field override, e.g. cost_model=serial")
+    p.add_argument("--policy", default="lru", help="eviction policy name (default lru)")
+    p.add_argument("--param", action="append", metavar="K=V", help="policy parameter (repeatable)")
+    p.add_argument("--prefetcher", default=None, help="prefetcher name (used when the scenario has prefetch on)")
+    p.add_argument("--engine", default="auto", choices=["auto", "fast", "reference"],
+                   help="auto: compiled fast path when possible (default)")
+    p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
+    p.set_defaults(func=cmd_run)
