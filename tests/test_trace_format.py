@@ -90,8 +90,17 @@ def test_pinned_step_overflowing_tier0():
     with pytest.raises(SimulationError, match="step 0 needs 196608 bytes of distinct pages at once"):
         sc.build(t.pages).check_steps(t.step, t.page)
     for engine in ("fast", "reference"):
-        with pytest.raises(SimulationError, match="every resident is pinned"):
+        with pytest.raises(SimulationError, match="step 0 needs 196608 bytes"):
             run(t, sc, engine=engine)
+    # The engines themselves also refuse (e.g. a Parquet trace read in chunks is not pre-checked).
+    from kvgym.sim.engine import Engine
+    from kvgym.sim.fast import run_fast
+    from kvgym.sim.policy import make_policy
+
+    with pytest.raises(SimulationError, match="every resident is pinned"):
+        Engine(sc.build(t.pages), make_policy("lru")).run(t)
+    with pytest.raises(SimulationError, match="every resident is pinned"):
+        run_fast(sc.build(t.pages), [(t.step, t.page)])
 
 
 @pytest.mark.parametrize("step,page,match", [

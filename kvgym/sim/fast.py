@@ -151,7 +151,7 @@ def _make_room(t0, x0, s, pin_step, sidx, tier_of, key, ins, ctr, used, peak, ca
                 # Accessed since: its key only grew. Re-push lazily instead of on every hit.
                 _push(hk1, hk2, hp, hsize, t, key[p], b, p)
                 continue
-            if pin_step[p] == sidx:
+            if pin_step[p] == sidx or pin_step[p] == -sidx:
                 aside[n_aside] = p
                 n_aside += 1
                 continue
@@ -178,7 +178,7 @@ def _make_room(t0, x0, s, pin_step, sidx, tier_of, key, ins, ctr, used, peak, ca
 def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base, serial, backing,
          floor_us, attn_bw, tier_of, key, ins, seen, pin_step, layer_mark, seq_mark, evict_step, ctr,
          used, peak, hk1, hk2, hp, hsize, counters, tier_hits, evictions, dem_bytes, link_demand,
-         acc, free, clock, sidx0):
+         acc, free, clock, sidx0, has_decode):
     """Process whole steps. counters = [accesses, hits, misses, full, first, steps, tokens]."""
     n = step.shape[0]
     nt = caps.shape[0]
@@ -203,13 +203,19 @@ def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base
         counters[5] += 1
         for k in range(i, j):
             p = page[k]
-            dec += decode[p]
-            if layer_mark[layer[p]] != sidx:
-                layer_mark[layer[p]] = sidx
-                n_layers += 1
-            if seq_mark[seq[p]] != sidx:
-                seq_mark[seq[p]] = sidx
-                counters[6] += 1
+            if pin_step[p] == sidx:
+                # First occurrence in this step: count its layer, sequence and bytes once.
+                # -sidx still means "pinned" (see _make_room) but marks it counted.
+                pin_step[p] = -sidx
+                step_fp16 += fp16[p]
+                if layer_mark[layer[p]] != sidx:
+                    layer_mark[layer[p]] = sidx
+                    n_layers += 1
+                if seq_mark[seq[p]] != sidx:
+                    seq_mark[seq[p]] = sidx
+                    counters[6] += 1
+            if has_decode:
+                dec += decode[p]
             loc = tier_of[p]
             counters[0] += 1
             if loc == 0:
@@ -235,6 +241,7 @@ def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base
                 else:
                     tier_hits[loc] += 1
                     src = loc
+                seen[p] = True
                 tier_of[p] = -1
                 used[src] -= size[p]
                 bad = _make_room(0, p, s, pin_step, sidx, tier_of, key, ins, ctr, used, peak, caps, size,
@@ -245,15 +252,7 @@ def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base
                 _add(0, p, s, tier_of, key, ins, ctr, used, peak, size, hk1, hk2, hp, hsize)
                 _charge(src, 0, p, 0, serial, alpha, beta, size, decode, acc, free, clock)
                 link_demand[src] += size[p]
-            seen[p] = True
         if not serial:
-            for k in range(i, j):  # distinct pages' fp16 bytes: count each page once per step
-                p = page[k]
-                if pin_step[p] == sidx:
-                    step_fp16 += fp16[p]
-                    pin_step[p] = -sidx  # counted; still pinned semantics no longer needed this step
-            for k in range(i, j):
-                pin_step[page[k]] = sidx
             comp = n_layers * floor_us
             if step_fp16 / attn_bw > comp:
                 comp = step_fp16 / attn_bw
@@ -283,6 +282,7 @@ class FastLRU:
         self.setup = setup
         self.size = setup.page_bytes.astype(np.int64)
         self.decode = setup.decode_us.astype(np.float64)
+        self.has_decode = bool(self.decode.any())
         self.layer = setup.pages.layer.astype(np.int64)
         self.seq = setup.pages.seq.astype(np.int64)
         self.fp16 = setup.pages.fp16_bytes.astype(np.float64)
@@ -348,7 +348,7 @@ class FastLRU:
                       self.key, self.ins, self.seen, self.pin_step, self.layer_mark, self.seq_mark, self.evict_step,
                       self.ctr, self.used, self.peak, self.hk1, self.hk2, self.hp, self.hsize, self.counters,
                       self.tier_hits, self.evictions, self.dem_bytes, self.link_demand, self.acc, self.free,
-                      self.clock, self.sidx)
+                      self.clock, self.sidx, self.has_decode)
         if k >= 0:
             raise SimulationError(f"tier {bad} ({self.setup.tiers[bad].name!r}) cannot make room at step "
                                   f"{int(step[k])}: every resident is pinned by this step")
