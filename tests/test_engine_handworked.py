@@ -110,3 +110,19 @@ def test_fast_path_matches_reference_on_handworked_trace():
     for cm in ("serial", "overlap"):
         s = scenario(cm, prefetch=False)
         assert run(trace(), s, engine="fast").to_dict() == run(trace(), s, engine="reference").to_dict()
+
+
+def test_first_touch_create_moves_nothing():
+    """Under first_touch="create" the six first touches are placed in T0 for free; the rest of the
+    run is unchanged in kind. Checked numbers: the demand bytes on link 3 drop by the 4000 bytes of
+    first touches and the 6 T3->T0 transfers (6*2520 + 4000/2 = 17120 µs) vanish from the serial
+    total; the victims chosen are the same as with backing first touches, because promotion
+    and creation make room identically."""
+    s = scenario("serial").with_(first_touch="create")
+    m = run(trace(), s, "lru", OnceD())
+    assert m.full_misses == m.first_touch_misses == 6
+    assert m.link_bytes_demand == [0, 1200, 4000, 800]
+    assert m.evictions == [14, 11, 3, 0]
+    assert m.total_time_us == 41180.0 - 17120.0
+    # T3 now only receives demotions: B (s5, 400), C (s8, 400), D (s9, 800, after C left).
+    assert m.peak_bytes[3] == 800

@@ -30,12 +30,13 @@ def cases(draw):
     caps = tuple(draw(st.integers(1100, 4000)) for _ in range(3)) + (draw(st.integers(1100, 100_000)),)
     cm = draw(st.sampled_from(["serial", "overlap"]))
     lower = draw(st.sampled_from(["lru", "same"]))
+    first = draw(st.sampled_from(["backing", "create"]))
     prof = draw(st.sampled_from(["seed-toy", "h200-measured"]))
     pt = PageTable(seq=np.arange(n_pages, dtype=np.int32) % 3, layer=np.arange(n_pages, dtype=np.int32) % 5,
                    token_start=np.zeros(n_pages, np.int64), token_end=np.full(n_pages, 16, np.int64),
                    fp16_bytes=np.array(sizes, np.int64))
     tr = Trace(np.arange(n, dtype=np.int64) // per_step, np.array(page, np.int64), pt)
-    return tr, Scenario(profile=prof, capacities=caps, cost_model=cm, lower_policy=lower)
+    return tr, Scenario(profile=prof, capacities=caps, cost_model=cm, lower_policy=lower, first_touch=first)
 
 
 def _check(tr, sc):

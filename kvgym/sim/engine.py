@@ -9,6 +9,8 @@ whole step: it is never chosen as a victim in any tier. For each access of page 
 2. P in tier 0: a hit. Else a miss: P in tier i > 0 is promoted straight to tier 0 (a lower-tier
    hit); P resident nowhere (a full miss: first touch, or dropped from the coldest tier) is first
    cold-inserted into the backing tier (free: no time, no bytes), then promoted from there.
+   With ``first_touch="create"`` a first touch is instead placed straight into tier 0 (room is
+   made as for a promotion; no transfer, no bytes; ``on_insert(P, 0)``).
 3. A promotion first removes P from its source tier (F1: so it is never its own victim and its
    bytes are free at once), then makes room in tier 0, adds P, charges the transfer, and calls
    ``on_insert(P, 0)``.
@@ -67,11 +69,15 @@ class Engine:
         prefetcher: used when the scenario has ``prefetch`` on.
         lower_policy: policy for tiers below 0 (default per scenario: LRU or the same policy).
         future: privileged next-use view; built automatically when a privileged policy needs it.
+        external: tier-0 victims come from outside (``simulate`` yields) even though ``policy``
+            is given; the policy still receives every hook (and serves lower tiers under
+            ``lower_policy="same"``), so an agent wrapping it sees a normal run's state.
     """
 
     def __init__(self, setup: Setup, policy: Policy | None, prefetcher: Prefetcher | None = None, *,
-                 lower_policy: Policy | None = None, future: Future | None = None):
+                 lower_policy: Policy | None = None, future: Future | None = None, external: bool = False):
         self.setup = setup
+        self.external = external or policy is None
         n_t = len(setup.tiers)
         self.ctx = ctx = SimContext(setup)
         ctx.future = future
@@ -90,6 +96,7 @@ class Engine:
         self.m = Metrics(n_t)
         self.cost = COST_MODELS[setup.scenario.cost_model](setup, self.m)
         self.backing = setup.backing
+        self.create = setup.scenario.first_touch == "create"
         self.max_prefetch = setup.scenario.max_prefetch
         objs = []
         for o in (policy, lower_policy, self.prefetcher):
@@ -108,7 +115,7 @@ class Engine:
         return self.run_chunks([(trace.step, trace.page, trace.weight)])
 
     def run_chunks(self, chunks: Iterable) -> Metrics:
-        if self.policy is None:
+        if self.external:
             raise SimulationError("Engine.run needs a policy; agents drive Engine.simulate")
         for _ in self.simulate(chunks):
             raise SimulationError("internal: a decision was requested from a policy-driven run")
@@ -171,14 +178,16 @@ class Engine:
                 m.misses += 1
                 if loc < 0:
                     m.full_misses += 1
-                    if not self.seen[p]:
-                        m.first_touch_misses += 1
-                    yield from self._cold_insert(p)
-                    src = self.backing
+                    first = not self.seen[p]
+                    m.first_touch_misses += first
+                    if first and self.create:
+                        yield from self._create(p)
+                    else:
+                        yield from self._cold_insert(p)
+                        yield from self._promote(p, self.backing, "demand")
                 else:
                     m.tier_hits[loc] += 1
-                    src = loc
-                yield from self._promote(p, src, "demand")
+                    yield from self._promote(p, loc, "demand")
             self.seen[p] = True
             if p in self.pending:
                 self.pending.discard(p)
@@ -224,6 +233,14 @@ class Engine:
         for h in self._on_insert:
             h(p, b, self.ctx.step)
 
+    def _create(self, p: int):
+        """A first touch under ``first_touch="create"``: new KV placed in tier 0, nothing moved."""
+        yield from self._make_room(0, p)
+        self._add(p, 0)
+        self.ctx.insert_step[p] = self.ctx.step
+        for h in self._on_insert:
+            h(p, 0, self.ctx.step)
+
     def _promote(self, p: int, src: int, kind: str):
         self._remove(p, src)
         yield from self._make_room(0, p, kind)
@@ -249,7 +266,7 @@ class Engine:
                 raise SimulationError(
                     f"tier {t} ({self.setup.tiers[t].name!r}) cannot make room for page {incoming} at step "
                     f"{self.ctx.step}: every resident is pinned by this step")
-            if t == 0 and self.policy is None:
+            if t == 0 and self.external:
                 v = yield Decision(cands, incoming, self.used[t] + need - self.caps[t], kind)
                 v = int(v)
                 if self.ctx.tier_of[v] != 0 or self.pinned[v]:

@@ -178,7 +178,7 @@ def _make_room(t0, x0, s, pin_step, sidx, tier_of, key, ins, ctr, used, peak, ca
 def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base, serial, backing,
          floor_us, attn_bw, tier_of, key, ins, seen, pin_step, layer_mark, seq_mark, evict_step, ctr,
          used, peak, hk1, hk2, hp, hsize, counters, tier_hits, evictions, dem_bytes, link_demand,
-         acc, free, clock, sidx0, has_decode):
+         acc, free, clock, sidx0, has_decode, create):
     """Process whole steps. counters = [accesses, hits, misses, full, first, steps, tokens]."""
     n = step.shape[0]
     nt = caps.shape[0]
@@ -227,6 +227,17 @@ def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base
             else:
                 key[p] = s
                 counters[2] += 1
+                if loc < 0 and create and not seen[p]:
+                    counters[3] += 1
+                    counters[4] += 1
+                    seen[p] = True
+                    bad = _make_room(0, p, s, pin_step, sidx, tier_of, key, ins, ctr, used, peak, caps, size,
+                                     hk1, hk2, hp, hsize, evict_step, counters, evictions, dem_bytes, serial, alpha,
+                                     beta, decode, acc, free, clock, stack_t, stack_x, aside)
+                    if bad >= 0:
+                        return k, bad
+                    _add(0, p, s, tier_of, key, ins, ctr, used, peak, size, hk1, hk2, hp, hsize)
+                    continue
                 if loc < 0:
                     counters[3] += 1
                     if not seen[p]:
@@ -296,6 +307,7 @@ class FastLRU:
         self.serial = setup.scenario.cost_model == "serial"
         self.hit_base = t[0].read_latency_us
         self.backing = setup.backing
+        self.create = setup.scenario.first_touch == "create"
         self.floor_us = setup.compute.layer_floor_us
         self.attn_bw = setup.compute.attention_bytes_per_us
         self.tier_of = np.full(n, -1, np.int8)
@@ -348,7 +360,7 @@ class FastLRU:
                       self.key, self.ins, self.seen, self.pin_step, self.layer_mark, self.seq_mark, self.evict_step,
                       self.ctr, self.used, self.peak, self.hk1, self.hk2, self.hp, self.hsize, self.counters,
                       self.tier_hits, self.evictions, self.dem_bytes, self.link_demand, self.acc, self.free,
-                      self.clock, self.sidx, self.has_decode)
+                      self.clock, self.sidx, self.has_decode, self.create)
         if k >= 0:
             raise SimulationError(f"tier {bad} ({self.setup.tiers[bad].name!r}) cannot make room at step "
                                   f"{int(step[k])}: every resident is pinned by this step")

@@ -25,6 +25,7 @@ from kvgym.traces.format import PageTable
 COST_MODELS = ("serial", "overlap")
 DECODE_MODELS = ("calibrated", "parity")
 LOWER_POLICIES = ("lru", "same")
+FIRST_TOUCH = ("backing", "create")
 # kv-hierarchy-lab v0.1's fixed decode penalty per page use, µs.
 PARITY_DECODE_US = {"fp16": 0.0, "fp8": 10.0, "int4": 30.0, "int2": 60.0}
 
@@ -47,6 +48,11 @@ class Scenario:
         backing_tier: tier that first touches come from (-1 = the last tier).
         lower_policy: eviction in tiers below 0: ``lru``, or ``same`` (the tier-0 policy, as
             in kv-hierarchy-lab).
+        first_touch: where a page's first access is served from: ``backing`` (cold-inserted in
+            the backing tier and promoted from it, kv-hierarchy-lab's rule) or ``create`` (the
+            page is new KV written by the GPU: placed straight into tier 0, no transfer, no
+            bytes; still counted as a first-touch miss). Pages dropped from the last tier and
+            touched again always come from the backing tier.
         description: free text.
     """
 
@@ -60,6 +66,7 @@ class Scenario:
     max_prefetch: int = 2
     backing_tier: int = -1
     lower_policy: str = "lru"
+    first_touch: str = "backing"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -70,7 +77,8 @@ class Scenario:
         where = f"scenario {self.name!r}"
         prof = profile(self.profile)
         quantization(self.quantization)
-        for f, valid in (("cost_model", COST_MODELS), ("decode", DECODE_MODELS), ("lower_policy", LOWER_POLICIES)):
+        for f, valid in (("cost_model", COST_MODELS), ("decode", DECODE_MODELS), ("lower_policy", LOWER_POLICIES),
+                         ("first_touch", FIRST_TOUCH)):
             if getattr(self, f) not in valid:
                 raise ConfigError(f"{where}: {f}={getattr(self, f)!r}; valid: {', '.join(valid)}")
         if not isinstance(self.prefetch, bool):
