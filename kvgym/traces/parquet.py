@@ -38,7 +38,7 @@ def _atomic_write_table(table: pa.Table, path: Path, row_group_size: int) -> Non
     try:
         # Fixed writer settings so the same trace gives a byte-identical file.
         pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd",
-                       write_statistics=True, store_schema=False)
+                       write_statistics=True)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,18 +3,24 @@
 A workload is a function ``gen(rng: numpy.random.Generator, **params) -> Trace`` registered
 with :func:`register_workload` together with its documented default parameters.
 :func:`make_trace` merges overrides into the defaults (unknown keys are errors listing the valid
-ones), seeds a ``numpy.random.Generator(PCG64(seed))`` and records generator, parameters and
-seed in ``trace.meta``. Same name, parameters and seed give identical arrays.
+ones; a value must have its default's type), seeds a ``numpy.random.Generator(PCG64(seed))`` and
+records generator, parameters and seed in ``trace.meta``. Same name, parameters and seed give
+identical arrays (and, through :func:`kvgym.traces.parquet.write_trace`, identical files).
+
+Long generators call :func:`report_progress` once per decode step; :func:`make_trace`'s
+``progress`` callback receives ``(done, total)`` (the CLI draws a progress bar with it).
 
 Importing this package imports every module in it, so each generator module registers itself.
+The catalogue with every rule, parameter and default is ``docs/workloads.md``.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -29,8 +35,15 @@ class Workload:
     defaults: dict
     doc: str
 
+    @property
+    def summary(self) -> str:
+        """First line of the generator's docstring."""
+        return self.doc.splitlines()[0] if self.doc else ""
+
 
 _WORKLOADS: dict[str, Workload] = {}
+_ACCESS_SEQ: dict[str, Callable[[Trace], np.ndarray]] = {}
+_PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("kvgym_workload_progress", default=None)
 
 
 def register_workload(name: str, **defaults):
@@ -39,6 +52,23 @@ def register_workload(name: str, **defaults):
         _WORKLOADS[name] = Workload(name, fn, dict(defaults), (fn.__doc__ or "").strip())
         return fn
     return deco
+
+
+def register_access_seq(name: str):
+    """Decorator: register ``fn(trace) -> int64[n]``, the request of each access of a trace made by
+    workload ``name``, for workloads where one page serves several requests (shared prefixes)."""
+    def deco(fn):
+        _ACCESS_SEQ[name] = fn
+        return fn
+    return deco
+
+
+def access_seq(trace: Trace) -> np.ndarray | None:
+    """Per-access request ids when the generator that made ``trace`` (``meta["generator"]``)
+    registered them, else ``None`` (the page table's ``seq`` then says each access's request)."""
+    _load()
+    fn = _ACCESS_SEQ.get(str(trace.meta.get("generator")))
+    return None if fn is None else fn(trace)
 
 
 def _load() -> None:
@@ -55,17 +85,89 @@ def workload_names() -> list[str]:
     return sorted(workloads())
 
 
-def make_trace(name: str, seed: int = 0, **params) -> Trace:
-    """Generate workload ``name`` with ``params`` overriding its defaults."""
+def get_workload(name: str) -> Workload:
+    """The registered workload ``name``; an unknown name raises listing the valid ones."""
     wl = workloads()
     if name not in wl:
         raise unknown_name("workload", name, wl)
-    w = wl[name]
+    return wl[name]
+
+
+def report_progress(done: int, total: int) -> None:
+    """Called by generators (steps done, steps in all); forwards to :func:`make_trace`'s callback."""
+    cb = _PROGRESS.get()
+    if cb is not None:
+        cb(int(done), int(total))
+
+
+def _check_type(wname: str, key: str, value, default):
+    """``value`` converted to ``default``'s type, or a ConfigError naming the parameter."""
+    want = type(default)
+    if want is bool:
+        ok = isinstance(value, (bool, np.bool_))
+    elif want is int:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    elif want is float:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    else:
+        ok = isinstance(value, want)
+    if not ok:
+        raise ConfigError(f"workload {wname!r}: parameter {key!r} must be {want.__name__} "
+                          f"(default {default!r}), got {value!r}")
+    return want(value)
+
+
+def make_trace(name: str, seed: int = 0, *, progress: Callable[[int, int], None] | None = None, **params) -> Trace:
+    """Generate workload ``name`` with ``params`` overriding its defaults.
+
+    ``progress(done, total)``, if given, is called as the generator advances (decode steps).
+    """
+    w = get_workload(name)
     unknown = set(params) - set(w.defaults)
     if unknown:
         raise ConfigError(f"workload {name!r}: unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(w.defaults))}")
-    full = {**w.defaults, **params}
-    trace = w.fn(np.random.Generator(np.random.PCG64(seed)), **full)
-    trace.meta.update(generator=name, params=full, seed=seed)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"workload {name!r}: seed must be an int >= 0, got {seed!r}")
+    full = {k: _check_type(name, k, params[k], d) if k in params else d for k, d in w.defaults.items()}
+    token = _PROGRESS.set(progress)
+    try:
+        trace = w.fn(np.random.Generator(np.random.PCG64(int(seed))), **full)
+    finally:
+        _PROGRESS.reset(token)
+    trace.meta.update(generator=name, params=full, seed=int(seed))
     validate(trace, f"workload {name!r}")
     return trace
+
+
+def parse_params(name: str, items: Iterable[str]) -> dict:
+    """Parse ``["key=value", ...]`` (the CLI's ``--param``) into typed overrides for workload ``name``.
+
+    Each value is converted to the type of the parameter's default (int, float, bool, str).
+    """
+    w = get_workload(name)
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"workload {name!r}: --param expects key=value, got {item!r}")
+        if key not in w.defaults:
+            raise ConfigError(f"workload {name!r}: unknown parameter {key!r}; valid: {', '.join(sorted(w.defaults))}")
+        default = w.defaults[key]
+        raw = raw.strip()
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                value = int(raw.replace("_", ""))
+            elif isinstance(default, float):
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise ConfigError(f"workload {name!r}: parameter {key!r} expects {type(default).__name__} "
+                              f"(default {default!r}), got {raw!r}") from None
+        out[key] = value
+    return out
