@@ -26,6 +26,7 @@ Policies and prefetchers register by name with :func:`register_policy` /
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import numpy as np
@@ -107,6 +108,12 @@ def _build(kind: str, table: dict, name: str, params: dict):
     _load_builtins()
     if name not in table:
         raise unknown_name(kind, name, table)
+    sig = inspect.signature(table[name])
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        unknown = sorted(set(params) - set(sig.parameters))
+        if unknown:  # name the parameter (a bare TypeError may not, e.g. "takes no arguments")
+            raise ConfigError(f"{kind} {name!r}: unknown parameters {unknown}; valid: "
+                              f"{', '.join(sig.parameters) or 'none'}")
     try:
         obj = table[name](**params)
     except TypeError as e:

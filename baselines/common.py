@@ -1,0 +1,76 @@
+"""Helpers shared by the built-in policies and prefetchers (no policy is registered here).
+
+- Parameter checks that raise :class:`kvgym.errors.ConfigError` naming the parameter.
+- :func:`lower_tier_scores`: what a tier-0 policy scores when the engine asks it about a lower
+  tier (``Scenario.lower_policy == "same"``): LRU on the engine's last-access steps.
+- :func:`cache_setup`: a one-cache hierarchy (one bounded tier over an unbounded backing store,
+  free transfers), the setting of classic cache studies and of the libcachesim cross-check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kvgym.sim.policy import check_param
+
+#: Spacing of score levels: keys, counters and steps stay far below it (2**40 ~ 1.1e12).
+LEVEL = np.int64(1) << np.int64(40)
+
+
+def int_param(owner: str, name: str, value, minimum: int = 0) -> int:
+    """Check that ``value`` is an int (not a bool) >= ``minimum``; return it."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+    check_param(owner, name, value, ok, f"must be an int >= {minimum}")
+    return int(value)
+
+
+def num_param(owner: str, name: str, value, minimum: float | None = None, maximum: float | None = None,
+              open_min: bool = False) -> float:
+    """Check that ``value`` is a finite real number in range; return it as a float."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value > minimum if open_min else value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    lo = "" if minimum is None else f"{'>' if open_min else '>='} {minimum}"
+    hi = "" if maximum is None else f"<= {maximum}"
+    rule = "must be a finite number" + (f" {lo}" if lo else "") + (f"{' and' if lo else ''} {hi}" if hi else "")
+    check_param(owner, name, value, ok, rule)
+    return float(value)
+
+
+def lower_tier_scores(ctx, cands: np.ndarray) -> np.ndarray:
+    """Scores for candidates of a tier below 0: least recently accessed first (LRU)."""
+    return ctx.last_access[cands]
+
+
+def in_tier0(ctx, cands: np.ndarray) -> bool:
+    """True when the engine asks about tier-0 residents (all candidates share one tier)."""
+    return int(ctx.tier_of[cands[0]]) == 0
+
+
+def cache_setup(pages, capacity_bytes: int, *, name: str = "cache"):
+    """A :class:`~kvgym.sim.scenario.Setup` with one bounded cache tier over a backing store.
+
+    Tier 0 holds ``capacity_bytes``; tier 1 is unbounded, so a tier-0 victim is demoted there
+    and never dropped, and every tier-0 miss is a miss of the single cache. Transfers cost
+    nothing (``serial`` cost model, zero latencies): only counts matter. Page bytes are the
+    page table's ``bytes`` if given, else its ``fp16_bytes``.
+    """
+    from kvgym.sim.quant import quantization
+    from kvgym.sim.scenario import Scenario, Setup
+    from kvgym.sim.tiers import ComputeModel, Tier
+
+    size = np.asarray(pages.bytes if pages.bytes is not None else pages.fp16_bytes, np.int64)
+    scen = Scenario(name=name, profile="seed-toy", cost_model="serial", description="one cache tier over a store")
+    check_param("cache_setup", "capacity_bytes", capacity_bytes,
+                isinstance(capacity_bytes, (int, np.integer)) and not isinstance(capacity_bytes, bool)
+                and capacity_bytes > 0, "must be a positive int (bytes)")
+    tiers = (Tier(name, int(capacity_bytes), 0.0, 0.0, 1.0), Tier("store", None, 0.0, 0.0, 1.0))
+    if len(size) and int(size.max()) > capacity_bytes:
+        check_param("cache_setup", "capacity_bytes", capacity_bytes, False,
+                    f"must hold the largest page ({int(size.max())} bytes)")
+    return Setup(scen, tiers, ComputeModel(), quantization("fp16"), size, np.zeros(len(size)), pages)
