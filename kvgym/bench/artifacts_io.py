@@ -15,11 +15,18 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give a finished temporary file the usual artifact mode (``mkstemp`` makes it 0600) and
+    rename it into place."""
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str | Path, obj) -> Path:
