@@ -6,3 +6,5 @@ Layers: ``kvgym.sim`` (engine, no gymnasium) -> ``kvgym.envs`` -> ``kvgym.agents
 """
 
 __version__ = "0.1.0"
+
+from kvgym.envs import registration as _registration  # noqa: E402,F401  (registers the Gymnasium ids)

@@ -1,0 +1,231 @@
+"""Sweep configuration: one frozen dataclass, read from TOML or JSON plus ``--set`` overrides.
+
+A config file holds the fields of :class:`SweepConfig` at top level (TOML or JSON)::
+
+    name = "my_sweep"
+    scenarios = ["h200_10pct_*", "small_fp16_prefetch"]   # names, patterns, groups, or tables
+    workloads = ["streaming", "topk_drift(k_pages=8)"]     # names (or groups: decode, patterns, all)
+    traces = ["traces/mine.parquet"]                       # trace files (Parquet or parity .json)
+    policies = ["all"]                                     # or names / spec strings / tables
+    seeds = [0, 1, 2]
+    backend = "process"
+
+    [workload_params.streaming]                            # overrides for a workload's defaults
+    prompt_tokens = 2048
+
+``--set key=value`` overrides one field (``--set seeds=1,2,3``, ``--set backend=serial``,
+``--set workload_params.streaming.prompt_tokens=4096``); list fields take comma-separated
+values (commas inside parentheses do not split). Unknown keys are errors that list the valid
+ones. :func:`load_config` works for any of the harness's config dataclasses.
+
+Which fields make the results: everything but :data:`EXECUTION_KEYS` (how and where the sweep
+runs). The config hash in the manifest is over the result-making fields only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+import typing
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from kvgym.bench.specs import parse_value, split_top
+from kvgym.errors import ConfigError
+
+BACKENDS = ("serial", "process", "ray")
+EXECUTION_KEYS = ("backend", "workers", "out", "plots", "progress", "ray_address", "fail_after")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of scenarios x trace sources x policies (and agents) x seeds.
+
+    Attributes:
+        name: label written into the manifest and the leaderboard's title.
+        scenarios: scenario names, shell patterns (``h200_*``), group names (``parity``,
+            ``realistic``) or inline tables of :class:`~kvgym.sim.scenario.Scenario` fields.
+        workloads: registered workload names or spec strings ``name(k=v,...)``; the groups
+            ``decode`` (realistic decode workloads), ``patterns`` (kv-hierarchy-lab's) and ``all``.
+        workload_params: per-workload parameter overrides, ``{name: {param: value}}``.
+        traces: trace files (kvgym Parquet, or a kv-hierarchy-lab parity cell ``.json``). A file's
+            trace does not depend on the seed, so it runs once, with the first seed.
+        policies: policy spec strings or tables (``all`` = every registered policy).
+        prefetcher: prefetcher for policies that do not bring their own (``none`` = no prefetch).
+        agents: agent specs (``policy:NAME`` or a saved agent's path), run through the env.
+        oracle: name of the oracle policy shown beside the ranking (privileged, never ranked) when
+            registered; ``""`` for none.
+        seeds: workload seeds; each (cell, seed) is one result row.
+        backend: ``serial``, ``process`` (default; all cores) or ``ray``.
+        workers: processes for the ``process`` backend (0 = every core).
+        out: output directory (relative paths are relative to the current directory).
+        plots: write the plots.
+        progress: show the progress bar.
+        ray_address: Ray cluster address (``None``: ``RAY_ADDRESS`` or a local Ray).
+        fail_after: testing aid: raise after this many cells have been written (0 = never).
+    """
+
+    name: str = "sweep"
+    scenarios: tuple = ("realistic",)
+    workloads: tuple = ("decode",)
+    workload_params: dict = field(default_factory=dict)
+    traces: tuple = ()
+    policies: tuple = ("all",)
+    prefetcher: str = "none"
+    agents: tuple = ()
+    oracle: str = "belady"
+    seeds: tuple = (0,)
+    backend: str = "process"
+    workers: int = 0
+    out: str = "artifacts/sweep"
+    plots: bool = True
+    progress: bool = True
+    ray_address: str | None = None
+    fail_after: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("scenarios", "workloads", "traces", "policies", "agents", "seeds"):
+            v = getattr(self, f)
+            object.__setattr__(self, f, tuple(v) if isinstance(v, (list, tuple)) else (v,))
+        self.validate()
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"sweep: backend={self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"sweep: workers must be an int >= 0, got {self.workers!r}")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
+            raise ConfigError(f"sweep: seeds must be a non-empty list of ints >= 0, got {list(self.seeds)!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"sweep: seeds has duplicates: {list(self.seeds)!r}")
+        if not self.scenarios:
+            raise ConfigError("sweep: scenarios is empty")
+        if not self.workloads and not self.traces:
+            raise ConfigError("sweep: give at least one workload or trace file")
+        if not self.policies and not self.agents:
+            raise ConfigError("sweep: give at least one policy or agent")
+        if not isinstance(self.workload_params, dict) or not all(isinstance(v, dict) for v in self.workload_params.values()):
+            raise ConfigError("sweep: workload_params must be a table of {workload: {param: value}}")
+        if not isinstance(self.fail_after, int) or self.fail_after < 0:
+            raise ConfigError(f"sweep: fail_after must be an int >= 0, got {self.fail_after!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    def result_dict(self) -> dict:
+        """The fields that determine the results (no execution settings)."""
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_KEYS}
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.result_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_(self, **changes) -> SweepConfig:
+        return replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A config file as a dict: TOML (``.toml``) or JSON (``.json``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        if p.suffix == ".toml":
+            return tomllib.loads(p.read_text())
+        if p.suffix == ".json":
+            d = json.loads(p.read_text())
+            if not isinstance(d, dict):
+                raise ConfigError(f"{p}: a JSON config must be an object")
+            return d
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: invalid JSON (line {e.lineno}: {e.msg})") from None
+    raise ConfigError(f"{p}: config files are .toml or .json")
+
+
+def _field_kind(cls, name: str):
+    hints = typing.get_type_hints(cls)
+    return hints[name]
+
+
+def _coerce(cls, key: str, text: str):
+    """Parse the text of ``--set key=text`` by the field's type."""
+    default = next(f for f in fields(cls) if f.name == key)
+    kind = _field_kind(cls, key)
+    example = default.default if default.default is not default.default_factory else None
+    if kind is tuple or isinstance(example, tuple):
+        return [parse_value(x) for x in split_top(text)]
+    if kind is bool:
+        v = parse_value(text)
+        if not isinstance(v, bool):
+            raise ConfigError(f"--set {key}={text}: expected true or false")
+        return v
+    if kind is int:
+        v = parse_value(text)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ConfigError(f"--set {key}={text}: expected an integer")
+        return v
+    if kind is float:
+        v = parse_value(text)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ConfigError(f"--set {key}={text}: expected a number")
+        return float(v)
+    if key == "ray_address" and text in ("", "none", "null"):
+        return None
+    return text
+
+
+def apply_sets(cls, data: dict, sets) -> dict:
+    """Apply ``key=value`` overrides (dotted keys reach into table fields)."""
+    data = dict(data)
+    valid = [f.name for f in fields(cls)]
+    for item in sets or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        head, _, rest = key.partition(".")
+        if head not in valid:
+            raise ConfigError(f"--set: unknown key {head!r}; valid: {', '.join(valid)}")
+        if rest:
+            if _field_kind(cls, head) is not dict:
+                raise ConfigError(f"--set {key}: {head!r} is not a table")
+            node = data.setdefault(head, {})
+            node = json.loads(json.dumps(node))  # copy nested tables before editing
+            data[head] = node
+            parts = rest.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set {key}: {p!r} is not a table")
+            node[parts[-1]] = parse_value(text)
+        else:
+            data[head] = _coerce(cls, head, text)
+    return data
+
+
+def load_config(cls, path=None, sets=(), base: dict | None = None, **overrides):
+    """Build config ``cls`` from (in increasing priority) ``base``, a config file, explicit
+    ``overrides`` (``None`` values ignored) and ``--set`` items. Unknown keys are errors."""
+    data = dict(base or {})
+    if path is not None:
+        data.update(read_config_file(path))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}unknown config keys {unknown}; valid: {', '.join(sorted(valid))}")
+    data = apply_sets(cls, data, sets)
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise ConfigError(f"config: {e}") from None

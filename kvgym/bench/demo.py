@@ -1,0 +1,31 @@
+"""The default sweep: the README's first command (``kvgym demo``).
+
+Every realistic scenario (H200 measured costs, overlap clock; HBM at 5/10/25% of the KV
+footprint; fp16/fp8/int4; prefetch off/on) x the synthetic decode workloads x every registered
+baseline policy x two seeds, written to ``artifacts/default_sweep/``.
+
+Workload sizes are chosen so the whole sweep runs in a few minutes on two cores and so that
+every cell is feasible: one decode step's pages (all pinned at once) must fit in 5% of the
+footprint. That rules out ``multi_turn`` and ``shared_prefix`` here: their prefill steps read
+the whole prompt at once (over half of the trace's pages), more than any of these HBM sizes
+holds; sweep them with a larger tier 0 (``--set scenarios=...`` with a custom scenario).
+Prefetch-on scenarios run every policy with the ``sequential`` prefetcher, except
+``predictive``, which brings its own (``markov``).
+"""
+
+from __future__ import annotations
+
+DEFAULT_SWEEP = {
+    "name": "default_sweep",
+    "scenarios": ["realistic"],
+    "workloads": [
+        "streaming(prompt_tokens=2048,decode_steps=48,window_pages=4)",
+        "heavy_hitter(prompt_tokens=2048,decode_steps=48,heavy_pages=2,window_pages=2,drift=0.2)",
+        "topk_drift(prompt_tokens=2048,decode_steps=48,k=4,drift=0.5)",
+        "retrieval(prompt_tokens=2048,decode_steps=48,window_pages=2,burst_pages=3)",
+    ],
+    "policies": ["all"],
+    "prefetcher": "sequential",
+    "seeds": [0, 1],
+    "out": "artifacts/default_sweep",
+}

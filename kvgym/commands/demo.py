@@ -1,0 +1,42 @@
+"""``kvgym demo``: run the default sweep and print its leaderboard (the README's main job)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd(args) -> int:
+    from kvgym.bench.cli_common import stop_on_sigterm
+
+    stop_on_sigterm()
+    from kvgym.bench import leaderboard
+    from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.bench.demo import DEFAULT_SWEEP
+    from kvgym.bench.sweep import run_sweep
+
+    cfg = load_config(SweepConfig, args.config, args.sets, base=DEFAULT_SWEEP, out=args.out, backend=args.backend,
+                      workers=args.workers, progress=False if args.quiet else None)
+    res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr), title="Leaderboard: the default sweep")
+    print(leaderboard.terminal(res.board))
+    print(f"wrote {res.out}/: results.csv, results.parquet, summary.json, leaderboard.md, plots/, manifest.json "
+          f"({len(res.cells)} cells, {res.ran} run, {res.reused} reused, {res.wall_s:.1f} s wall)")
+    return 0
+
+
+def register(subparsers) -> None:
+    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.config import SweepConfig
+
+    p = subparsers.add_parser(
+        "demo", help="run the default sweep (realistic scenarios x decode workloads x every baseline)",
+        description="Run the default sweep: every realistic H200 scenario x the synthetic decode workloads x every "
+                    "registered baseline policy x seeds 0,1; write artifacts/default_sweep/ and print the "
+                    "leaderboard. Resumable: a rerun reuses finished cells. Config keys as for `kvgym sweep`.",
+        epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--out", help="output directory (default artifacts/default_sweep)")
+    p.add_argument("--backend", help="serial, process (default) or ray")
+    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd)

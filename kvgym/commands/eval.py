@@ -1,0 +1,77 @@
+"""``kvgym eval``: evaluate policies or agents on scenarios and traces, print the metrics.
+
+The same cells as ``kvgym sweep`` (same config keys), run in this process, with no files
+written unless ``--json`` is given: the quick way to score one policy or agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _cmd(args) -> int:
+    from kvgym.bench.artifacts_io import write_json_atomic
+    from kvgym.bench.cells import expand, run_cell
+    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.bench.config import SweepConfig, load_config
+
+    keys = _keys(args)
+    base = {"scenarios": ["h200_10pct_fp16_no_prefetch"], "workloads": ["streaming"], "policies": ["lru"],
+            "oracle": "", "backend": "serial"}
+    if args.trace or "traces" in keys:  # a trace file given: no default workload beside it
+        base["workloads"] = []
+    if args.agent or "agents" in keys:
+        base["policies"] = []
+    cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=csv_list(args.scenario),
+                      workloads=csv_list(args.workload), traces=csv_list(args.trace),
+                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds))
+    recs = [run_cell(c) for c in expand(cfg)]
+    cols = ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
+            "total_time_us", "tokens_per_s", "prefetch_usefulness"]
+    rows = [[_fmt(r.get(c)) for c in cols] for r in recs]
+    width = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, width)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, width)))
+    for r in recs:
+        if r["status"] != "ok":
+            print(f"{r['scenario']} / {r['source']}: {r['status']}: {r['error']}")
+    if args.json:
+        write_json_atomic(args.json, {"config": cfg.result_dict(), "records": recs})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _keys(args) -> set:
+    from kvgym.bench.config import read_config_file
+    keys = set(read_config_file(args.config)) if args.config else set()
+    return keys | {s.split("=", 1)[0].split(".")[0] for s in args.sets}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def register(subparsers) -> None:
+    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.config import SweepConfig
+
+    p = subparsers.add_parser(
+        "eval", help="evaluate policies or agents on a scenario and trace, print the metrics",
+        description="Score policies (registry names, with parameters in parentheses) or agents (policy:NAME "
+                    "through the Gymnasium env, or a saved agent's path) on scenarios and workloads or trace "
+                    "files. Defaults: lru on streaming under h200_10pct_fp16_no_prefetch, seed 0.",
+        epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--policy", help="policy spec(s), comma-separated, or 'all'")
+    p.add_argument("--agent", help="agent spec(s): policy:NAME or a saved agent's path")
+    p.add_argument("--scenario", help="scenario name(s) or patterns")
+    p.add_argument("--workload", help="workload spec(s), e.g. 'streaming(prompt_tokens=8192)'")
+    p.add_argument("--trace", help="trace file(s) (.parquet or parity cell .json)")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,38 @@
+"""``kvgym scenarios``: list the harness's named scenarios with their parameters."""
+
+from __future__ import annotations
+
+import json
+
+
+def _cmd(args) -> int:
+    from kvgym.bench.scenarios import GROUPS, describe, scenario_names, scenarios
+    from kvgym.errors import ConfigError
+
+    if args.group and args.group not in GROUPS:
+        raise ConfigError(f"unknown scenario group {args.group!r}; valid: {', '.join(GROUPS)}")
+    scen = scenarios()
+    names = scenario_names(args.group)
+    if args.json:
+        print(json.dumps([{"group": describe(scen[n])["group"], **scen[n].to_dict()} for n in names], indent=1))
+        return 0
+    rows = [describe(scen[n]) for n in names]
+    cols = list(rows[0]) if rows else []
+    width = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(width[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(width[c]) for c in cols))
+    print(f"\n{len(rows)} scenarios. Capacities are bytes per tier (tier 0 first); 'N%' is a share of the "
+          "trace's footprint (total stored bytes of its page table); 'profile' keeps the profile's value. "
+          "`kvgym scenarios --json` prints every field.")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("scenarios", help="list the benchmark scenarios and their parameters",
+                              description="List the named scenarios of the benchmark harness "
+                                          "(kvgym/data/scenarios.json): kv-hierarchy-lab's five parity "
+                                          "scenarios and the realistic H200 ones.")
+    p.add_argument("--group", help="only this group: parity or realistic")
+    p.add_argument("--json", action="store_true", help="print every field as JSON")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,55 @@
+"""``kvgym sweep``: run a grid of scenarios x workloads/traces x policies/agents x seeds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd(args) -> int:
+    from kvgym.bench.cli_common import stop_on_sigterm
+
+    stop_on_sigterm()
+    from kvgym.bench import leaderboard
+    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.bench.sweep import run_sweep
+
+    cfg = load_config(SweepConfig, args.config, args.sets, name=args.name, scenarios=csv_list(args.scenarios),
+                      workloads=csv_list(args.workloads), traces=csv_list(args.traces),
+                      policies=csv_list(args.policies), agents=csv_list(args.agents), seeds=int_list(args.seeds),
+                      backend=args.backend, workers=args.workers, out=args.out,
+                      plots=False if args.no_plots else None, progress=False if args.quiet else None)
+    res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr))
+    print(leaderboard.terminal(res.board))
+    print(f"wrote {res.out}/ (results.csv, results.parquet, summary.json, leaderboard.md"
+          f"{', plots/' if cfg.plots else ''}, manifest.json): {len(res.cells)} cells, {res.ran} run, "
+          f"{res.reused} reused, {res.wall_s:.1f} s")
+    return 0
+
+
+def register(subparsers) -> None:
+    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.config import SweepConfig
+
+    p = subparsers.add_parser(
+        "sweep", help="run a benchmark sweep (resumable) and write results, plots and the leaderboard",
+        description="Run every cell of scenarios x workloads (or trace files) x policies (and agents) x seeds, "
+                    "resuming from finished cells in OUT/cells/, then write results.csv/.parquet, summary.json, "
+                    "leaderboard.md, plots/ and manifest.json. Lists are comma-separated; policy and workload "
+                    "parameters go in parentheses: 'regret_aware(regret_weight=12)'.",
+        epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--name", help="sweep name")
+    p.add_argument("--scenarios", help="scenario names, patterns (h200_*) or groups (parity, realistic)")
+    p.add_argument("--workloads", help="workload names or groups (decode, patterns, all)")
+    p.add_argument("--traces", help="trace files (.parquet, or parity cell .json)")
+    p.add_argument("--policies", help="policy specs, or 'all'")
+    p.add_argument("--agents", help="agent specs (policy:NAME, or a saved agent's path)")
+    p.add_argument("--seeds", help="comma-separated seeds")
+    p.add_argument("--backend", help="serial, process (default) or ray")
+    p.add_argument("--workers", type=int, help="processes for the process backend (default: all cores)")
+    p.add_argument("--out", help="output directory (default artifacts/sweep)")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd)

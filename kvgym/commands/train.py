@@ -1,0 +1,140 @@
+"""``kvgym train``: train learned eviction agents, evaluate them on held-out traces, build the zoo.
+
+- ``kvgym train imitation|ppo --config FILE.json [--set key=value] [--out DIR]``: train one
+  agent (Belady imitation with DAgger, or MaskablePPO), write its folder (model, config,
+  training metrics), then score it on the task's held-out test split (``heldout.json``).
+- ``kvgym train report [--zoo DIR]``: the leaderboard of every agent folder under the zoo among
+  the baselines and the oracle, per held-out trace (``leaderboard.md`` and ``.json``).
+- ``kvgym train zoo [--seeds 0,1,2]``: train imitation and PPO for each seed into the zoo, then
+  write the report (the command that produces ``artifacts/agents/``).
+
+Torch and SB3 are imported inside the handlers, so ``kvgym --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ALGOS = ("imitation", "ppo")
+DEFAULT_ZOO = "artifacts/agents"
+
+
+def _args_class(algo: str):
+    if algo == "imitation":
+        from kvgym.agents.imitation import ImitationArgs
+        return ImitationArgs
+    from kvgym.agents.ppo import PPOArgs
+    return PPOArgs
+
+
+def _train_module(algo: str):
+    import importlib
+
+    return importlib.import_module(f"kvgym.agents.{algo}")
+
+
+def train_one(algo: str, config=None, sets=(), out=None, test: bool = True, log=print) -> Path:
+    """Train one agent into ``out`` (default ``artifacts/agents/<algo>-s<seed>``); returns the folder."""
+    from kvgym.agents.common import load_args
+    from kvgym.agents.evaluation import heldout
+    from kvgym.bench.artifacts_io import write_json_atomic
+
+    args = load_args(_args_class(algo), config, sets)
+    folder = Path(out) if out else Path(DEFAULT_ZOO) / f"{algo}-s{args.seed}"
+    log(f"training {algo} (seed {args.seed}) on {', '.join(args.train_workloads)} under {args.scenario} "
+        f"-> {folder}")
+    m = _train_module(algo).train(args, folder, log=log)
+    vg = m["validation_gap_closed"]
+    log(f"trained in {m['train_time_s']:.1f} s; validation gap closed {'-' if vg is None else f'{vg:.1f}%'}")
+    if test:
+        from kvgym.agents.agent import load_agent
+
+        h = heldout(load_agent(folder), args)
+        h.update(agent=folder.name, algo=algo, seed=args.seed, train_time_s=m["train_time_s"])
+        write_json_atomic(folder / "heldout.json", h)
+        mg = h["mean_gap_closed"]
+        log(f"held-out test split: mean gap closed {'-' if mg is None else f'{mg:.1f}%'} over "
+            f"{len(h['traces']) - len(h['traces_without_gap'])} traces -> {folder / 'heldout.json'}")
+    return folder
+
+
+def _cmd_train(args) -> int:
+    train_one(args.algo, args.config, args.sets, args.out, test=not args.no_test,
+              log=(lambda *_: None) if args.quiet else print)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from kvgym.agents.zoo import write_report
+
+    md, js = write_report(args.zoo, args.out)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from kvgym.agents.zoo import write_report
+    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.errors import ConfigError
+
+    seeds = int_list(args.seeds) or [0, 1, 2]
+    algos = csv_list(args.algos) or list(ALGOS)
+    bad = [a for a in algos if a not in ALGOS]
+    if bad:
+        raise ConfigError(f"--algos: unknown {bad}; valid: {', '.join(ALGOS)}")
+    configs = {"imitation": args.imitation_config, "ppo": args.ppo_config}
+    for algo in algos:
+        for s in seeds:
+            train_one(algo, configs[algo], [*args.sets, f"seed={s}"], Path(args.zoo) / f"{algo}-s{s}",
+                      log=(lambda *_: None) if args.quiet else print)
+    md, js = write_report(args.zoo, None)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train learned eviction agents (imitation, ppo) and report them",
+        description="kvgym train imitation|ppo: train one agent into an agent folder (model, config, metrics) and "
+                    "score it on the held-out test split; kvgym train report: the leaderboard of a zoo of agent "
+                    "folders among the baselines and the oracle; kvgym train zoo: train both algorithms for "
+                    "several seeds, then the report. See docs/agents.md.")
+    sub = p.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 1)[1])
+    for algo, what in (("imitation", "Belady imitation with DAgger (a small torch scorer)"),
+                       ("ppo", "sb3-contrib MaskablePPO on kvgym/Evict-v0")):
+        q = sub.add_parser(algo, help=f"train {what}",
+                           description=f"Train {what}; write model, config and training metrics into --out, "
+                                       f"then score it on the held-out test split (heldout.json). Config keys: "
+                                       f"the fields of kvgym.agents.{algo}.{_cls_name(algo)} (docs/agents.md).")
+        q.add_argument("--config", metavar="FILE", help="JSON (or TOML) file with training arguments")
+        q.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one argument (repeatable; lists comma-separated)")
+        q.add_argument("--out", metavar="DIR", help=f"agent folder (default {DEFAULT_ZOO}/{algo}-s<seed>)")
+        q.add_argument("--no-test", action="store_true", help="skip the held-out evaluation after training")
+        q.add_argument("--quiet", action="store_true", help="no log lines (the progress bar follows 'progress')")
+        q.set_defaults(func=_cmd_train, algo=algo)
+    r = sub.add_parser("report", help="leaderboard of trained agents among baselines and the oracle",
+                       description="Read every agent folder under --zoo (agent.json + heldout.json), score every "
+                                   "baseline and Belady on the same held-out traces, and write leaderboard.md and "
+                                   "leaderboard.json: fraction of the LRU-to-Belady miss gap closed per trace, mean "
+                                   "± std over training seeds.")
+    r.add_argument("--zoo", default=DEFAULT_ZOO, help=f"folder of agent folders (default {DEFAULT_ZOO})")
+    r.add_argument("--out", metavar="FILE", help="markdown output (default ZOO/leaderboard.md)")
+    r.set_defaults(func=_cmd_report)
+    z = sub.add_parser("zoo", help="train every algorithm for several seeds, then write the report",
+                       description="Train imitation and PPO agents for each seed into --zoo (folders "
+                                   "<algo>-s<seed>), each scored on the held-out split, then write the leaderboard.")
+    z.add_argument("--zoo", default=DEFAULT_ZOO, help=f"output folder (default {DEFAULT_ZOO})")
+    z.add_argument("--seeds", help="comma-separated training seeds (default 0,1,2)")
+    z.add_argument("--algos", help="comma-separated algorithms (default imitation,ppo)")
+    z.add_argument("--imitation-config", metavar="FILE", help="config file for the imitation runs")
+    z.add_argument("--ppo-config", metavar="FILE", help="config file for the PPO runs")
+    z.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an argument of every run (repeatable)")
+    z.add_argument("--quiet", action="store_true")
+    z.set_defaults(func=_cmd_zoo)
+
+
+def _cls_name(algo: str) -> str:
+    return "ImitationArgs" if algo == "imitation" else "PPOArgs"

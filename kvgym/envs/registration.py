@@ -1,0 +1,58 @@
+"""Gymnasium ids of kvgym, registered (idempotently) when ``kvgym`` is imported.
+
+``kvgym/Evict-v0`` and ``kvgym/EvictPrefetch-v0`` are the two environments; the presets below
+differ from them only in keyword arguments (a workload, a scenario, a quantization), as
+Gymnasium's own variants do. Entry points are strings, so registering imports neither numba
+nor the env code; ``gym.make("kvgym:kvgym/Evict-v0")`` imports ``kvgym`` first and works too.
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+EVICT = "kvgym.envs.evict:EvictEnv"
+EVICT_PREFETCH = "kvgym.envs.evict:EvictPrefetchEnv"
+
+
+def _h200(tier0: str, **kw) -> dict:
+    d = {"name": f"h200-hbm{tier0.rstrip('%')}", "profile": "h200-measured", "capacities": [tier0, None, None, None],
+         "cost_model": "overlap"}
+    d.update(kw)
+    return d
+
+
+#: id -> (entry point, kwargs). Scenarios are given as dicts so every spec is JSON-serialisable.
+#: The default (Evict-v0) is ``topk_drift`` with HBM holding 13% of the page table: each decode step
+#: pins 1,024 pages (12.3%), so tier 0 sits between the step's working set and the trace's
+#: footprint and an episode has about 3,000 decisions. Capacities are shares of the *stored* bytes,
+#: so the quantization presets hold the same pages and differ in bytes moved and decode cost.
+PRESETS: dict[str, tuple[str, dict]] = {
+    "kvgym/Evict-v0": (EVICT, {}),
+    "kvgym/EvictPrefetch-v0": (EVICT_PREFETCH, {}),
+    # Workloads (kvgym.workloads), each with a tier 0 between its step working set and footprint.
+    "kvgym/Evict-HeavyHitter-v0": (EVICT, {"workload": "heavy_hitter", "scenario": _h200("12.5%")}),
+    "kvgym/Evict-Retrieval-v0": (EVICT, {"workload": "retrieval", "scenario": _h200("5%")}),
+    "kvgym/EvictPrefetch-Streaming-v0": (EVICT_PREFETCH, {"workload": "streaming",
+                                                          "scenario": _h200("6.8%", prefetch=True)}),
+    # Quantization of the default configuration.
+    "kvgym/Evict-FP8-v0": (EVICT, {"scenario": _h200("13%", name="h200-hbm13-fp8", quantization="fp8")}),
+    "kvgym/Evict-Int4-v0": (EVICT, {"scenario": _h200("13%", name="h200-hbm13-int4", quantization="int4")}),
+    # kv-hierarchy-lab's toy tiers (serial costs) on one of its eight patterns: tiny and fast.
+    "kvgym/Evict-Toy-v0": (EVICT, {"workload": "long_tail_mix", "k": 8, "sample": 2, "scenario": {
+        "name": "seed-toy-small", "profile": "seed-toy", "capacities": [64000, 128000, 500000, 4000000],
+        "cost_model": "serial", "decode": "parity"}}),
+}
+ENV_IDS = tuple(PRESETS)
+
+
+def register_envs() -> list[str]:
+    """Register every kvgym id not yet in Gymnasium's registry; returns the ids newly added."""
+    added = []
+    for env_id, (entry, kwargs) in PRESETS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry, kwargs=kwargs, disable_env_checker=False)
+            added.append(env_id)
+    return added
+
+
+register_envs()
