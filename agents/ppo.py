@@ -112,13 +112,15 @@ class PPOArgs(TaskArgs):
 
 # -- env ------------------------------------------------------------------------------------
 class HistoryObs(gym.ObservationWrapper):
-    """Appends the history features to the candidate rows (``candidates``: ``(K, F + 3)``)."""
+    """Appends the history features to the candidate rows (``candidates``: ``(K, F + 3)``; zero rows
+    in the terminal observation)."""
 
     def __init__(self, env):
         super().__init__(env)
         from kvgym.agents.features import HISTORY_FEATURES, HistoryTracker
 
         self.tracker = HistoryTracker()
+        self.n_extra = len(HISTORY_FEATURES)
         k, f = env.observation_space["candidates"].shape
         self.observation_space = spaces.Dict({
             "candidates": spaces.Box(0.0, 1.0, (k, f + len(HISTORY_FEATURES)), np.float32),
@@ -127,7 +129,7 @@ class HistoryObs(gym.ObservationWrapper):
     def observation(self, obs):
         if self.env.unwrapped.phase == "done":  # terminal observation: zero history rows
             c = np.asarray(obs["candidates"], np.float32)
-            return {**obs, "candidates": np.concatenate([c, np.zeros((c.shape[0], 3), np.float32)], 1)}
+            return {**obs, "candidates": np.concatenate([c, np.zeros((c.shape[0], self.n_extra), np.float32)], 1)}
         return self.tracker.augment(self.env, obs)
 
     def action_masks(self) -> np.ndarray:

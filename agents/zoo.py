@@ -65,7 +65,7 @@ def _std(xs):
 def build(zoo) -> dict:
     """The report's numbers (what ``leaderboard.json`` holds)."""
     from kvgym.agents.evaluation import baselines_heldout
-    from kvgym.agents.task import TaskArgs
+    from kvgym.agents.task import TaskArgs, trace_digest
 
     agents = collect(zoo)
     task = TaskArgs(**agents[0]["heldout"]["task"])
@@ -77,6 +77,11 @@ def build(zoo) -> dict:
     for a in agents:
         if [r["trace"] for r in a["heldout"]["traces"]] != traces:
             raise ConfigError(f"{a['name']}: its held-out traces differ from {agents[0]['name']}'s")
+    # A workload that ignores its seed gives its test "seed" the very trace it trained on: say so.
+    train_digests = {trace_digest(lt.trace) for lt in task.traces("train")}
+    for lt in task.traces("test"):
+        if lt.label in info:
+            info[lt.label]["same_as_training"] = trace_digest(lt.trace) in train_digests
     base = baselines_heldout(task)
     gapped = [t for t in traces if info[t]["has_gap"]]
     policies = {}
@@ -162,20 +167,24 @@ def render(rep: dict) -> str:
                  "good decisions: the share of its evictions whose victim has the farthest next use among the "
                  "candidates, the good-decision ratio of `kvgym.oracle.regret`).")
     L += ["", "## Per held-out trace", "", per_trace, ""]
-    head = "| trace | unseen workload | LRU misses | Belady misses | best baseline |" + "".join(
+    head = "| trace | held out as | LRU misses | Belady misses | best baseline |" + "".join(
         f" {n} | {n} good decisions |" for n in learned)
     L += [head, "|" + "---|" * (5 + 2 * len(learned))]
     for t in traces:
         ti = info[t]
         bb = rep["best_baseline"].get(t)
-        cells = [t, "yes" if ti["unseen_workload"] else "", str(ti["lru"]), str(ti["belady"]),
+        held = ("unseen workload" if ti["unseen_workload"] else
+                "= a training trace" if ti.get("same_as_training") else "test seed")
+        cells = [t, held, str(ti["lru"]), str(ti["belady"]),
                  f"{bb['policy']} {_f(bb['gap_closed'])}" if bb else "no gap"]
         for n in learned:
             pt = pol[n]["per_trace"][t]
             mark = " ✓" if t in pol[n]["beats_every_baseline"] else ""
             cells += [_pm(pt["mean"], pt["std"]) + mark, _f(pt.get("good_decision_ratio"), ".2f")]
         L.append("| " + " | ".join(cells) + " |")
-    L += ["", "✓ = beats every baseline on that trace.", "", "## Every policy by workload", "",
+    legend = ("✓ = beats every baseline on that trace. *= a training trace*: the workload ignores its seed, so "
+              "its test trace is the one it was trained on.")
+    L += ["", legend, "", "## Every policy by workload", "",
           "Mean gap closed over each workload's held-out traces (columns), in rank order.", ""]
     wls = list(dict.fromkeys(info[t]["workload"] for t in gapped))
     L += ["| policy | " + " | ".join(f"{w}{' *' if any(info[t]['unseen_workload'] for t in gapped if info[t]['workload'] == w) else ''}"
