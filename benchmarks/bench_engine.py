@@ -29,11 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kvgym.bench.artifacts_io import write_json_atomic  # noqa: E402
-from kvgym.sim import run  # noqa: E402
-from kvgym.sim.geometry import geometry  # noqa: E402
-from kvgym.sim.scenario import Scenario  # noqa: E402
-from kvgym.traces.format import PageTable, Trace  # noqa: E402
+from kvgym.bench.artifacts_io import write_json_atomic
+from kvgym.sim import run
+from kvgym.sim.geometry import geometry
+from kvgym.sim.scenario import Scenario
+from kvgym.traces.format import PageTable, Trace
 
 
 def decode_trace(n_access: int, n_pages: int, seed: int = 0, layers: int = 32, per_layer: int = 32) -> Trace:

@@ -37,11 +37,11 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
     if isinstance(trace, (str, Path)):
         path = trace
         pages = read_pages(path)
-        chunks = lambda: iter_chunks(path, chunk_rows)  # noqa: E731
+        chunks = lambda: iter_chunks(path, chunk_rows)
         page_arr = None
     elif isinstance(trace, Trace):
         pages = trace.pages
-        chunks = lambda: [(trace.step, trace.page, trace.weight)]  # noqa: E731
+        chunks = lambda: [(trace.step, trace.page, trace.weight)]
         page_arr = trace.page
     else:
         raise ConfigError(f"trace must be a Trace or a Parquet path, got {type(trace).__name__}")
@@ -63,4 +63,4 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
     return Engine(setup, pol, pre, future=future).run_chunks(chunks())
 
 
-__all__ = ["run", "Scenario", "Metrics"]
+__all__ = ["Metrics", "Scenario", "run"]

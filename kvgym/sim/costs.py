@@ -86,8 +86,7 @@ class OverlapCost:
         r = self.ready_at.pop(page, None)
         if r is None:
             return False
-        if r > self.ready:
-            self.ready = r
+        self.ready = max(self.ready, r)
         return r > self.t0
 
     def transfer(self, src: int, dst: int, page: int, kind: str) -> None:

@@ -32,8 +32,8 @@ speed on whole traces, :mod:`kvgym.sim.fast` runs the same semantics compiled.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -218,8 +218,7 @@ class Engine:
         self.res[t][p] = None
         self.ctx.tier_of[p] = t
         self.used[t] += int(self.size[p])
-        if self.used[t] > self.m.peak_bytes[t]:
-            self.m.peak_bytes[t] = self.used[t]
+        self.m.peak_bytes[t] = max(self.m.peak_bytes[t], self.used[t])
 
     def _remove(self, p: int, t: int) -> None:
         del self.res[t][p]

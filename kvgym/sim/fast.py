@@ -97,8 +97,7 @@ def _add(t, p, s_key, tier_of, key, ins, ctr, used, peak, size, hk1, hk2, hp, hs
     ins[p] = ctr[0]
     ctr[0] += 1
     used[t] += size[p]
-    if used[t] > peak[t]:
-        peak[t] = used[t]
+    peak[t] = max(peak[t], used[t])
     _push(hk1, hk2, hp, hsize, t, key[p], ins[p], p)
 
 
@@ -110,12 +109,12 @@ def _charge(src, dst, p, kind, serial, alpha, beta, size, decode, acc, free, clo
     if serial:
         acc[0] += (a + size[p] / b) + decode[p]
     else:
-        link = src if src > dst else dst
+        link = max(dst, src)
         ch = 0
         for c in range(1, free.shape[1]):
             if free[link, c] < free[link, ch]:
                 ch = c
-        start = clock[1] if clock[1] > free[link, ch] else free[link, ch]
+        start = max(free[link, ch], clock[1])
         fin = start + a + size[p] / b
         free[link, ch] = fin
         if kind == 0 and fin > clock[2]:
@@ -265,8 +264,7 @@ def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base
                 link_demand[src] += size[p]
         if not serial:
             comp = n_layers * floor_us
-            if step_fp16 / attn_bw > comp:
-                comp = step_fp16 / attn_bw
+            comp = max(comp, step_fp16 / attn_bw)
             comp += dec
             stall = clock[2] - clock[1]
             acc[1] += stall

@@ -68,7 +68,7 @@ class ModelGeometry:
         """fp16 KV bytes one token adds across all layers."""
         return self.layers * self.kv_heads * self.head_dim * 2 * 2
 
-    def with_(self, **changes) -> "ModelGeometry":
+    def with_(self, **changes) -> ModelGeometry:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -27,7 +27,7 @@ Policies and prefetchers register by name with :func:`register_policy` /
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from kvgym.errors import ConfigError, SimulationError
 from kvgym.sim.quant import Quantization, quantization
-from kvgym.sim.tiers import ComputeModel, Tier, TierProfile, profile
+from kvgym.sim.tiers import ComputeModel, Tier, profile
 from kvgym.traces.format import PageTable
 
 COST_MODELS = ("serial", "overlap")
@@ -94,7 +94,7 @@ class Scenario:
         for i, c in enumerate(self.capacities):
             _parse_capacity(c, 1, f"{where}: capacities[{i}]")
 
-    def with_(self, **changes) -> "Scenario":
+    def with_(self, **changes) -> Scenario:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -103,14 +103,14 @@ class Scenario:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Scenario":
+    def from_dict(cls, d: dict) -> Scenario:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"scenario: unknown keys {sorted(unknown)}; valid: {', '.join(sorted(known))}")
         return cls(**d)
 
-    def build(self, pages: PageTable) -> "Setup":
+    def build(self, pages: PageTable) -> Setup:
         """Resolve against a page table: concrete tiers, per-page bytes and decode cost."""
         prof = profile(self.profile)
         q = quantization(self.quantization)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -104,18 +104,12 @@ class TierProfile:
                 raise ConfigError(f"{where}: only the last tier may be unbounded (tier {t.name!r})")
         self.compute.validate(where)
 
-    def with_capacities(self, capacities) -> "TierProfile":
-        if len(capacities) != len(self.tiers):
-            raise ConfigError(f"profile {self.name!r}: {len(capacities)} capacities for {len(self.tiers)} tiers")
-        tiers = tuple(replace(t, capacity_bytes=c) for t, c in zip(self.tiers, capacities))
-        return replace(self, tiers=tiers)
-
     def to_dict(self) -> dict:
         return {"name": self.name, "tiers": [t.to_dict() for t in self.tiers],
                 "compute": asdict(self.compute), "provenance": self.provenance}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TierProfile":
+    def from_dict(cls, d: dict) -> TierProfile:
         try:
             return cls(name=d["name"], tiers=tuple(Tier(**t) for t in d["tiers"]),
                        compute=ComputeModel(**d.get("compute", {})), provenance=d.get("provenance", ""))

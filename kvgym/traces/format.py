@@ -42,7 +42,7 @@ class PageTable:
         return len(self.fp16_bytes)
 
     @classmethod
-    def uniform(cls, n: int, fp16_bytes: int, *, layers: int = 1, tokens_per_page: int = 16) -> "PageTable":
+    def uniform(cls, n: int, fp16_bytes: int, *, layers: int = 1, tokens_per_page: int = 16) -> PageTable:
         """``n`` pages of one size: page ``i`` is layer ``i % layers``, token block ``i // layers``."""
         i = np.arange(n, dtype=np.int64)
         block = i // layers
@@ -55,9 +55,6 @@ class PageTable:
         if self.bytes is not None:
             cols["bytes"] = self.bytes
         return cols
-
-    def take(self, ids: np.ndarray) -> "PageTable":
-        return PageTable(**{k: v[ids] for k, v in self.columns().items()})
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +72,7 @@ class Trace:
 
     @classmethod
     def from_pages(cls, pages_per_access, pages: PageTable | None = None, *, fp16_bytes: int = 4096,
-                   steps=None, weight=None, meta: dict | None = None) -> "Trace":
+                   steps=None, weight=None, meta: dict | None = None) -> Trace:
         """Convenience: one access per step unless ``steps`` is given; a uniform page table by default."""
         page = np.asarray(pages_per_access, dtype=np.int64)
         step = np.arange(len(page), dtype=np.int64) if steps is None else np.asarray(steps, dtype=np.int64)
@@ -93,14 +90,10 @@ class Trace:
         starts = np.flatnonzero(np.diff(self.step)) + 1
         return np.concatenate(([0], starts, [len(self.step)])).astype(np.int64)
 
-    def window(self, start: int, stop: int) -> "Trace":
+    def window(self, start: int, stop: int) -> Trace:
         """Accesses ``[start, stop)`` (row offsets), sharing the page table."""
         w = None if self.weight is None else self.weight[start:stop]
         return Trace(self.step[start:stop], self.page[start:stop], self.pages, w, dict(self.meta))
-
-    def footprint_bytes(self, page_bytes: np.ndarray) -> int:
-        """Bytes of the distinct pages the trace touches, given per-page stored bytes."""
-        return int(page_bytes[np.unique(self.page)].sum()) if len(self.page) else 0
 
 
 def _fail(source: str, column: str, row: int, msg: str) -> TraceError:

@@ -12,15 +12,23 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kvgym.errors import TraceError
-from kvgym.traces.format import PAGE_COLUMNS, PAGE_DTYPES, PageTable, Trace, check_access_rows, validate, validate_pages
+from kvgym.traces.format import (
+    PAGE_COLUMNS,
+    PAGE_DTYPES,
+    PageTable,
+    Trace,
+    check_access_rows,
+    validate,
+    validate_pages,
+)
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 1 << 20
