@@ -23,41 +23,32 @@ def parse_kv(items, what: str) -> dict:
 
 
 def load_scenario(spec: str, overrides: dict):
-    """A scenario by harness name or from a JSON file, with field overrides."""
+    """A scenario by harness name or from a JSON file (``kvgym.oracle.inputs.resolve_scenario``),
+    with field overrides."""
+    from kvgym.oracle.inputs import resolve_scenario
     from kvgym.sim.scenario import Scenario
 
-    if spec.endswith(".json"):
-        path = Path(spec)
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read scenario ({e})") from None
-        scen = Scenario.from_dict(d)
-    else:
-        from kvgym.bench.scenarios import get_scenario
-
-        scen = get_scenario(spec)
-    if overrides:
-        scen = Scenario.from_dict({**scen.to_dict(), **overrides})
-    return scen
+    scen = resolve_scenario(spec)
+    return Scenario.from_dict({**scen.to_dict(), **overrides}) if overrides else scen
 
 
-def load_trace(spec: str, seed: int, params: dict):
-    """A Parquet trace path, or a workload name generated with ``params`` and ``seed``."""
+def load_trace(spec: str, seed: int, items):
+    """A Parquet trace path (kept as a path so ``run`` streams it in row groups), or a workload
+    name generated with ``--wparam`` overrides typed by the registry (``parse_params``)."""
     if spec.endswith(".parquet") or Path(spec).exists():
-        if params:
+        if items:
             raise ConfigError("--wparam applies to generated workloads, not to trace files")
         return spec
-    from kvgym.workloads import make_trace
+    from kvgym.workloads import make_trace, parse_params
 
-    return make_trace(spec, seed=seed, **params)
+    return make_trace(spec, seed=seed, **parse_params(spec, items or []))
 
 
 def cmd_run(args) -> int:
     from kvgym.sim import run
 
     scen = load_scenario(args.scenario, parse_kv(args.set, "--set"))
-    trace = load_trace(args.trace, args.seed, parse_kv(args.wparam, "--wparam"))
+    trace = load_trace(args.trace, args.seed, args.wparam)
     m = run(trace, scen, args.policy, args.prefetcher, engine=args.engine, **parse_kv(args.param, "--param"))
     d = m.to_dict()
     print(f"scenario {scen.name} ({scen.profile}, {scen.cost_model}, {scen.quantization}, "

@@ -6,9 +6,8 @@ Positions are access indices (rows of the trace, 0-based). For access ``i`` of p
 - ``prev_pos[i]``: index of the previous access of ``p`` (``-1`` if none);
 - ``first_pos[p]``: index of ``p``'s first access (``n`` if never accessed).
 
-:func:`future` builds a :class:`kvgym.sim.context.Future` (the engine's privileged view) from
-these arrays without the O(n log n) sort that ``Future.__init__`` does; the arrays are
-identical (tested).
+:func:`future` builds a :class:`kvgym.sim.context.Future` (the engine's privileged view);
+the next-use kernel is shared with it (``kvgym.sim.fast.next_use``).
 """
 
 from __future__ import annotations
@@ -17,18 +16,7 @@ import numba
 import numpy as np
 
 from kvgym.sim.context import Future
-
-
-@numba.njit(cache=True)
-def _next_use(page, n_pages):
-    n = page.shape[0]
-    nxt = np.empty(n, np.int64)
-    first = np.full(n_pages, n, np.int64)
-    for i in range(n - 1, -1, -1):
-        p = page[i]
-        nxt[i] = first[p]
-        first[p] = i
-    return nxt, first
+from kvgym.sim.fast import next_use as _next_use
 
 
 @numba.njit(cache=True)
@@ -63,10 +51,6 @@ def prev_use(page, n_pages: int | None = None) -> np.ndarray:
 
 
 def future(page, n_pages: int) -> Future:
-    """A :class:`~kvgym.sim.context.Future` computed in O(n) (same arrays as ``Future(page, n_pages)``)."""
+    """The engine's privileged view, :class:`~kvgym.sim.context.Future` (itself O(n))."""
     page, n_pages = _as_pages(page, n_pages)
-    f = Future.__new__(Future)
-    f.n = len(page)
-    f.page = page
-    f.next_pos, f.first_pos = _next_use(page, n_pages)
-    return f
+    return Future(page, n_pages)

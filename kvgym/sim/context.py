@@ -31,17 +31,11 @@ class Future:
     """
 
     def __init__(self, page: np.ndarray, n_pages: int):
-        n = len(page)
-        self.n = n
+        from kvgym.sim.fast import next_use  # compiled; imported here to keep this module light
+
+        self.n = len(page)
         self.page = page
-        self.next_pos = np.full(n, n, np.int64)
-        self.first_pos = np.full(n_pages, n, np.int64)
-        order = np.argsort(page, kind="stable")
-        sp = page[order]
-        same = sp[1:] == sp[:-1]
-        self.next_pos[order[:-1][same]] = order[1:][same]
-        starts = np.r_[True, ~same] if n else np.zeros(0, bool)
-        self.first_pos[sp[starts]] = order[starts]
+        self.next_pos, self.first_pos = next_use(np.ascontiguousarray(page, dtype=np.int64), int(n_pages))
 
 
 class SimContext:

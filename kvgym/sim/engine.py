@@ -311,12 +311,7 @@ class Engine:
 
 def simulate(trace: Trace, scenario, policy: Policy | str = "lru", prefetcher: Prefetcher | str | None = None,
              **policy_params) -> Metrics:
-    """Convenience: run ``trace`` under ``scenario`` with a policy (and prefetcher) by name or object."""
-    from kvgym.sim.policy import make_prefetcher
+    """Run ``trace`` under ``scenario`` in this reference engine: :func:`kvgym.sim.run` with ``engine="reference"``."""
+    from kvgym.sim import run
 
-    setup = scenario.build(trace.pages)
-    setup.check_steps(trace.step, trace.page)
-    pol = make_policy(policy, **policy_params) if isinstance(policy, str) else policy
-    pre = make_prefetcher(prefetcher) if isinstance(prefetcher, str) else prefetcher
-    future = Future(trace.page, len(trace.pages)) if pol.privileged or getattr(pre, "privileged", False) else None
-    return Engine(setup, pol, pre, future=future).run(trace)
+    return run(trace, scenario, policy, prefetcher, engine="reference", **policy_params)

@@ -274,6 +274,22 @@ def _run(step, page, size, decode, layer, seq, fp16, caps, alpha, beta, hit_base
     return -1, -1
 
 
+@numba.njit(cache=True)
+def next_use(page, n_pages):
+    """``(next_pos, first_pos)`` of a page-id sequence in one backward pass, O(n).
+
+    ``next_pos[i]``: index of the next access to ``page[i]`` (``n`` if none); ``first_pos[p]``:
+    index of ``p``'s first access (``n`` if never)."""
+    n = page.shape[0]
+    nxt = np.empty(n, np.int64)
+    first = np.full(n_pages, n, np.int64)
+    for i in range(n - 1, -1, -1):
+        p = page[i]
+        nxt[i] = first[p]
+        first[p] = i
+    return nxt, first
+
+
 def supports(policy, prefetcher, scenario) -> bool:
     """Whether ``run_fast`` reproduces the engine for this combination."""
     name = policy if isinstance(policy, str) else getattr(policy, "name", None)
