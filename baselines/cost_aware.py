@@ -5,7 +5,7 @@ Rule: score = ``((freq_weight * freq) + ((recency_weight * last) / max(step, 1))
 (``freq``: lifetime accesses; ``last``: step of the latest access; ``bytes``: the page's stored
 size under its quantization); the lowest score is evicted (ties: earliest inserted). The tier
 costs play no role (see ``cost_aware_tiered`` for a policy that weighs them).
-Source: kv-hierarchy-lab v0.1 ``CostAwarePolicy`` (``../shared/parity/README.md`` §3.4).
+Source: kv-hierarchy-lab v0.1 ``CostAwarePolicy`` (``kvgym/data/parity/README.md`` §3.4).
 Parameters: ``size_penalty`` (default 0.4, per KiB), ``freq_weight`` (2.0), ``recency_weight``
 (1.0): finite numbers.
 """

@@ -3,7 +3,7 @@
 Rule: score = ``freq(p) * 10,000 + last_access_step(p)`` (``freq``: lifetime accesses, counted
 in ``on_access`` before the access's own evictions); the lowest score is evicted (ties:
 earliest inserted). Scores do not depend on the tier.
-Source: kv-hierarchy-lab v0.1 ``HeavyHitterPolicy`` (``../shared/parity/README.md`` §3.3), itself
+Source: kv-hierarchy-lab v0.1 ``HeavyHitterPolicy`` (``kvgym/data/parity/README.md`` §3.3), itself
 after the "heavy hitter" idea of H2O (Zhang et al., NeurIPS 2023) with access counts standing in
 for attention mass. No parameters.
 """

@@ -1,6 +1,6 @@
 """``markov`` prefetcher: fetch the pages that most often followed the page just accessed.
 
-Rule (kv-hierarchy-lab's predictive prefetch, ``../shared/parity/README.md`` §3.5): count
+Rule (kv-hierarchy-lab's predictive prefetch, ``kvgym/data/parity/README.md`` §3.5): count
 ``next[a][b]``, the times an access to ``b`` immediately followed an access to ``a`` over the whole
 access stream (repeats ``a == b`` included), remembering the order in which each ``a``'s
 successors were first seen. After a step, for each page ``P`` it accessed (in access order):

@@ -4,7 +4,7 @@ Rule: score = ``freq(p) * 100 + last_access_step(p)``; the lowest score is evict
 earliest inserted). The original also prefetched the likely successors of each access; in
 kvgym that half is the separate prefetcher ``markov`` (``baselines/markov.py``), and the parity
 run of ``predictive`` pairs the two (``kvgym parity``).
-Source: kv-hierarchy-lab v0.1 ``PredictivePrefetchPolicy`` (``../shared/parity/README.md`` §3.5).
+Source: kv-hierarchy-lab v0.1 ``PredictivePrefetchPolicy`` (``kvgym/data/parity/README.md`` §3.5).
 No parameters (the original's ``min_confidence`` and ``max_prefetches`` belong to ``markov``).
 """
 

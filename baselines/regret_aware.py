@@ -1,6 +1,6 @@
 """``regret_aware``: frequency and recency plus a bonus for pages regretted after an eviction.
 
-Rule (kv-hierarchy-lab's, ``../shared/parity/README.md`` §3.6): every eviction of p, at any tier,
+Rule (kv-hierarchy-lab's, ``kvgym/data/parity/README.md`` §3.6): every eviction of p, at any tier,
 records ``evicted_at[p] = step``. On each access of p, in this order: ``freq += 1``;
 ``last = step``; ``regret[p] *= decay``; then if ``evicted_at[p]`` is set it is consumed, and
 if ``gap = step - evicted_at[p] <= regret_horizon`` the regret grows by

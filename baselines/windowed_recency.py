@@ -4,7 +4,7 @@ Rule: score = ``count(p in the last W accesses) * 1,000,000 + last_access_step(p
 lowest score is evicted (ties: earliest inserted). The window holds the ids of the last
 ``window_size`` accesses, the current one included (it is appended in ``on_access``, before
 any eviction the access causes). Scores do not depend on the tier.
-Source: kv-hierarchy-lab v0.1 ``WindowedRecencyPolicy`` (``../shared/parity/README.md`` §3.2).
+Source: kv-hierarchy-lab v0.1 ``WindowedRecencyPolicy`` (``kvgym/data/parity/README.md`` §3.2).
 Parameters: ``window_size`` (int >= 1, default 32): accesses in the window.
 """
 

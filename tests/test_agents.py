@@ -8,9 +8,9 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("sb3_contrib")
+torch, _ = needs_extra("agents", "torch", "sb3_contrib")
 
 from kvgym.agents import load_agent
 from kvgym.agents.features import PastView, history_rows

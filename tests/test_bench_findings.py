@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kvgym.bench.findings import PARITY_CELLS, _figures, run_parity, write_report
+from kvgym.bundled import parity_dir
+from kvgym.errors import ConfigError
 
 
-@pytest.mark.shared
-def test_parity_findings_figures_and_verdicts(shared_dir, tmp_path):
-    run = run_parity(shared_dir / "parity", PARITY_CELLS)
+def test_parity_findings_figures_and_verdicts(tmp_path):
+    run = run_parity(parity_dir(), PARITY_CELLS)
     assert run.mismatches == []  # every record equals expected_fixed.json
     k = _figures(run.records)
     assert (k["F1"]["regret_aware_misses"], k["F1"]["lru_misses"]) == (152, 212)
@@ -24,7 +25,7 @@ def test_parity_findings_figures_and_verdicts(shared_dir, tmp_path):
     o = _figures(run.original)
     assert (o["F1"]["regret_aware_misses"], round(o["F1"]["bytes_cut"], 3)) == (152, 0.263)
     assert (round(o["F2"]["regret_aware_latency_ms"], 3), round(o["F2"]["lru_latency_ms"], 3)) == (3.365, 3.664)
-    path, res = write_report(tmp_path, shared_dir, realistic=False)
+    path, res = write_report(tmp_path, realistic=False)
     text = path.read_text()
     assert res["parity"]["verdicts"] == {"F1": True, "F2": True, "F3": True, "F4": True}
     assert "| F1: regret_aware beats LRU on rag_burst (misses, bytes) | holds |" in text
@@ -32,10 +33,10 @@ def test_parity_findings_figures_and_verdicts(shared_dir, tmp_path):
     assert "| regret_aware avg latency (ms) | 3.365 | 3.365 | 3.350 |" in text
 
 
-def test_without_shared_the_report_says_skipped(tmp_path):
-    path, res = write_report(tmp_path / "out", tmp_path / "no_shared_here", realistic=False)
-    assert res["parity"] is None
-    assert "## Part 1: skipped" in path.read_text()
+def test_a_missing_parity_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no_parity_here: no parity data here"):
+        write_report(tmp_path / "out", tmp_path / "no_parity_here", realistic=False)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -3,9 +3,8 @@ the parity cells' scenarios), and the realistic grid."""
 
 from __future__ import annotations
 
-import pytest
-
 from kvgym.bench.scenarios import get_scenario, scenario_names
+from kvgym.bundled import parity_dir
 from kvgym.sim.scenario import Scenario
 
 ORIGINALS = {
@@ -38,10 +37,9 @@ def test_realistic_grid():
                 assert s.capacities[1:] == (None, None, None) and s.first_touch == "create"
 
 
-@pytest.mark.shared
-def test_originals_equal_the_parity_cells(shared_dir):
+def test_originals_equal_the_parity_cells():
     from kvgym.traces.parity import load_cell
 
     for name in ORIGINALS:
-        cell = load_cell(shared_dir / "parity" / "traces" / f"{name}__rag_burst.json")
+        cell = load_cell(parity_dir() / "traces" / f"{name}__rag_burst.json")
         assert cell.scenario.with_(description="") == get_scenario(name).with_(description="")

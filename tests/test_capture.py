@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kvgym.bundled import model_files
 from kvgym.cli import main
 from kvgym.errors import ConfigError, TraceError
 from kvgym.sim.geometry import geometry
@@ -35,12 +36,12 @@ TINY = Llama2cConfig(dim=16, hidden_dim=24, n_layers=2, n_heads=4, n_kv_heads=2,
 
 
 @pytest.fixture(scope="module")
-def stories(shared_dir):
-    model = load_checkpoint(shared_dir / "models/stories260K.bin")
-    return model, Tokenizer.load(shared_dir / "models/tok512.bin", model.config.vocab_size)
+def stories():
+    ckpt, tok = model_files("stories260K")
+    model = load_checkpoint(ckpt)
+    return model, Tokenizer.load(tok, model.config.vocab_size)
 
 
-@pytest.mark.shared
 def test_stories260k_greedy_story(stories):
     model, tok = stories
     assert model.config == Llama2cConfig(64, 172, 5, 8, 4, 512, 512, True)
@@ -57,7 +58,6 @@ def test_stories260k_greedy_story(stories):
     assert rec.geometry == geometry("stories260k", tokens_per_page=16)
 
 
-@pytest.mark.shared
 def test_tokenizer_round_trip(stories):
     _, tok = stories
     ids = tok.encode(STORY)
@@ -69,10 +69,9 @@ def test_tokenizer_round_trip(stories):
     assert tok.decode([BOS] + ids) == "Zoë 😀"
 
 
-@pytest.mark.shared
-def test_stories260k_capture_cli(shared_dir, tmp_path, capsys):
+def test_stories260k_capture_cli(tmp_path, capsys):
     out = tmp_path / "s.parquet"
-    assert main(["trace", "capture", "--checkpoint", str(shared_dir / "models/stories260K.bin"), "--tokens", "40",
+    assert main(["trace", "capture", "--checkpoint", "stories260K", "--tokens", "40",
                  "--select", "topk:2", "--heads-per-page", "2", "-o", str(out), "--stats", str(tmp_path / "s.json")]) == 0
     tr = read_trace(out)
     assert tr.meta["text"].startswith("Once upon a time, there was")
@@ -81,7 +80,8 @@ def test_stories260k_capture_cli(shared_dir, tmp_path, capsys):
     assert len(tr.pages) == 30 and set(tr.pages.fp16_bytes.tolist()) == {1024}
     # Steps 0-15 see one page, then two: min(2, pages) accesses per (layer, group).
     assert len(tr) == 10 * (16 * 1 + 24 * 2)
-    assert str(shared_dir) not in str(tr.meta) and str(shared_dir.resolve()) not in str(tr.meta)
+    data = model_files("stories260K")[0].parent
+    assert str(data) not in str(tr.meta) and str(data.resolve()) not in str(tr.meta)  # no machine paths
 
 
 def test_random_checkpoint_capture_end_to_end(tmp_path, capsys):
@@ -211,7 +211,6 @@ def test_record_stats_exact():
 ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "traces" / "stories260k_topk8.parquet"
 
 
-@pytest.mark.shared
 def test_committed_trace_matches_a_fresh_capture(stories):
     model, _ = stories
     committed = read_trace(ARTIFACT)
@@ -226,10 +225,9 @@ def test_committed_trace_matches_a_fresh_capture(stories):
 
 
 @pytest.mark.slow
-@pytest.mark.shared
-def test_committed_trace_is_reproduced_byte_for_byte(shared_dir, tmp_path):
+def test_committed_trace_is_reproduced_byte_for_byte(tmp_path):
     out = tmp_path / ARTIFACT.name
-    assert main(["trace", "capture", "--checkpoint", str(shared_dir / "models/stories260K.bin"), "--tokens", "512",
+    assert main(["trace", "capture", "--checkpoint", "stories260K", "--tokens", "512",
                  "--select", "topk:8", "-o", str(out)]) == 0
     assert out.read_bytes() == ARTIFACT.read_bytes()
     assert (tmp_path / "stories260k_topk8.pages.parquet").read_bytes() == ARTIFACT.with_name(

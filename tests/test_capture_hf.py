@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 
-transformers = pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
+transformers, torch = needs_extra("hf", "transformers", "torch")
 
 from kvgym.cli import main
 from kvgym.traces.capture import AttentionRecord

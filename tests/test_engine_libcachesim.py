@@ -1,18 +1,19 @@
 """Single-tier uniform-size LRU equals libcachesim's LRU miss count on a Zipf trace.
 
-libcachesim (GPL) is an optional dev dependency, never vendored: the test skips without it.
+libcachesim (GPL) is an optional dev dependency, never vendored: the test needs the ``dev`` extra.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 
 from kvgym.sim import run
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import Trace
 
-lcs = pytest.importorskip("libcachesim", reason="libcachesim is not installed (optional dev dependency)")
+lcs = needs_extra("dev", "libcachesim")
 
 
 def lcs_lru_misses(pages: np.ndarray, capacity_objects: int) -> int:

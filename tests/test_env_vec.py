@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import needs_extra
 
 import kvgym  # noqa: F401
 from kvgym.sim.scenario import Scenario
@@ -77,8 +78,7 @@ def test_gymnasium_vector_envs(kind):
 
 @pytest.mark.slow  # importing torch alone takes several seconds
 def test_maskable_ppo_train_save_load_evaluate(tmp_path):
-    torch = pytest.importorskip("torch")
-    sb3c = pytest.importorskip("sb3_contrib")
+    torch, sb3c = needs_extra("agents", "torch", "sb3_contrib")
     from kvgym.bench.evaluate import evaluate
     from kvgym.sim.engine import simulate
 

@@ -7,7 +7,7 @@ same units as libcachesim's ``obj_size=1`` requests and ``cache_size=c``. Cache 
 ``int(f * distinct objects)`` for f = 1%, 5%, 10%.
 
 Traces: a seeded Zipf trace (6,000 requests over 8,000 objects, alpha 0.8), the block stream
-of ``../shared/traces/mooncake_fast25_synthetic_trace.jsonl`` (every request's ``hash_ids`` in
+of ``kvgym/data/traces/mooncake_fast25_synthetic_trace.jsonl`` (every request's ``hash_ids`` in
 order; its first 5,000 blocks in the default run, all 121,877 in the slow test), and random
 short traces (hypothesis; clock also with 2- and 3-bit counters). Result: identical miss counts
 for lru, fifo, lfu, arc, sieve, s3fifo, clock. The one documented difference: libcachesim's
@@ -23,10 +23,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvgym.baselines.common import cache_setup
+from kvgym.bundled import mooncake_synthetic
 from kvgym.sim.engine import Engine
 from kvgym.sim.policy import make_policy
 from kvgym.traces.format import Trace
@@ -47,9 +49,9 @@ def zipf_trace(n_objects: int = 8000, n: int = 6000, alpha: float = 0.8, seed: i
     return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), n_objects - 1)
 
 
-def mooncake_blocks(shared_dir, limit: int | None = None) -> np.ndarray:
+def mooncake_blocks(limit: int | None = None) -> np.ndarray:
     ids: list[int] = []
-    with open(shared_dir / "traces/mooncake_fast25_synthetic_trace.jsonl") as f:
+    with open(mooncake_synthetic()) as f:
         for line in f:
             ids.extend(json.loads(line)["hash_ids"])
     return np.asarray(ids[:limit] if limit else ids, np.int64)
@@ -67,7 +69,7 @@ def kvgym_misses(objects: np.ndarray, capacity: int, policy: str, **params) -> i
 
 
 def lcs_misses(objects: np.ndarray, capacity: int, policy: str, bits: int = 1) -> int:
-    lcs = pytest.importorskip("libcachesim")
+    lcs = needs_extra("dev", "libcachesim")
     if policy == "clock":
         cache = lcs.Clock(capacity, hashpower=HASHPOWER, n_bit_counter=bits)
     else:
@@ -104,8 +106,8 @@ def test_zipf_libcachesim_misses(policy):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_mooncake_prefix(shared_dir, policy):
-    objs = mooncake_blocks(shared_dir, 5_000)
+def test_mooncake_prefix(policy):
+    objs = mooncake_blocks(5_000)
     for c in sizes_for(objs):
         assert kvgym_misses(objs, c, policy) == lcs_misses(objs, c, policy), c
 
@@ -113,8 +115,8 @@ def test_mooncake_prefix(shared_dir, policy):
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", FRACTIONS)
 @pytest.mark.parametrize("policy", POLICIES)
-def test_mooncake_full_stream(shared_dir, policy, fraction):
-    objs = mooncake_blocks(shared_dir)
+def test_mooncake_full_stream(policy, fraction):
+    objs = mooncake_blocks()
     assert len(objs) == 121_877 and sizes_for(objs) == [439, 2196, 4392]
     c = sizes_for(objs)[FRACTIONS.index(fraction)]
     assert kvgym_misses(objs, c, policy) == lcs_misses(objs, c, policy)
@@ -123,7 +125,7 @@ def test_mooncake_full_stream(shared_dir, policy, fraction):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_traces_match(data):
-    pytest.importorskip("libcachesim")
+    needs_extra("dev", "libcachesim")
     policy = data.draw(st.sampled_from(POLICIES), label="policy")
     # S3FIFO needs a small queue of >= 2 objects to cache at all in libcachesim (see above).
     lo = 20 if policy == "s3fifo" else 1

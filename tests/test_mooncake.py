@@ -9,13 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kvgym.bundled import mooncake_synthetic
 from kvgym.cli import main
 from kvgym.errors import ConfigError, TraceError
 from kvgym.sim.geometry import geometry
 from kvgym.traces.mooncake import first_appearance_ids, import_mooncake, read_requests
 from kvgym.traces.parquet import read_trace
 
-SYNTH = "traces/mooncake_fast25_synthetic_trace.jsonl"
+SYNTH = mooncake_synthetic()
 
 
 def _write(tmp_path, lines, name="t.jsonl"):
@@ -28,9 +29,8 @@ def _req(ts, n_in, ids, n_out=1):
     return json.dumps({"timestamp": ts, "input_length": n_in, "output_length": n_out, "hash_ids": ids})
 
 
-@pytest.mark.shared
-def test_synthetic_trace_keeps_every_block_reference(shared_dir):
-    path = shared_dir / SYNTH
+def test_synthetic_trace_keeps_every_block_reference():
+    path = SYNTH
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     ids = [h for r in rows for h in r["hash_ids"]]
     tr = import_mooncake(path)
@@ -49,10 +49,9 @@ def test_synthetic_trace_keeps_every_block_reference(shared_dir):
     assert tr.meta["source"] == path.name  # no absolute path in metadata
 
 
-@pytest.mark.shared
-def test_synthetic_trace_per_layer(shared_dir):
-    tr = import_mooncake(shared_dir / SYNTH, geometry="qwen2.5-7b", per_layer=True, limit=50)
-    block = import_mooncake(shared_dir / SYNTH, geometry="qwen2.5-7b", limit=50)
+def test_synthetic_trace_per_layer():
+    tr = import_mooncake(SYNTH, geometry="qwen2.5-7b", per_layer=True, limit=50)
+    block = import_mooncake(SYNTH, geometry="qwen2.5-7b", limit=50)
     L = 28
     assert len(tr) == L * len(block) and len(tr.pages) == L * len(block.pages)
     # Per-layer pages add up to the block's bytes: 512 tokens * 4 heads * 128 * 2 * 2 = 1 MiB each.
@@ -188,13 +187,12 @@ def test_deeply_nested_line(tmp_path):
         import_mooncake(p)
 
 
-@pytest.mark.shared
-def test_cli_import(shared_dir, tmp_path, capsys):
+def test_cli_import(tmp_path, capsys):
     out = tmp_path / "mc.parquet"
-    assert main(["trace", "import", str(shared_dir / SYNTH), "--limit", "100", "--per-layer",
+    assert main(["trace", "import", str(SYNTH), "--limit", "100", "--per-layer",
                  "--geometry", "stories260k", "-o", str(out)]) == 0
     tr = read_trace(out)
-    ref = import_mooncake(shared_dir / SYNTH, geometry="stories260k", per_layer=True, limit=100)
+    ref = import_mooncake(SYNTH, geometry="stories260k", per_layer=True, limit=100)
     np.testing.assert_array_equal(tr.page, ref.page)
     np.testing.assert_array_equal(tr.step, ref.step)
     assert tr.meta["requests"] == 100 and tr.meta["params"]["per_layer"] is True
@@ -203,7 +201,7 @@ def test_cli_import(shared_dir, tmp_path, capsys):
     # Same input and options give a byte-identical file.
     (tmp_path / "again").mkdir()
     out2 = tmp_path / "again" / "mc.parquet"
-    assert main(["trace", "import", str(shared_dir / SYNTH), "--limit", "100", "--per-layer",
+    assert main(["trace", "import", str(SYNTH), "--limit", "100", "--per-layer",
                  "--geometry", "stories260k", "-o", str(out2)]) == 0
     assert out.read_bytes() == out2.read_bytes()
 

@@ -1,5 +1,5 @@
 """Parity with kv-hierarchy-lab v0.1 (+ fixes F1, F2) on all 210 records of
-``../shared/parity/expected_fixed.json``, and the ``kvgym parity`` command."""
+``kvgym/data/parity/expected_fixed.json``, and the ``kvgym parity`` command."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ import shutil
 
 import pytest
 
+from kvgym.bundled import parity_dir
 from kvgym.cli import main
 from kvgym.commands.parity import compare, default_dir, run_all, run_record, runner
 from kvgym.traces.parity import load_cell
 
-from conftest import SHARED
 
-
-def test_all_210_records_match(shared_dir):
-    records = run_all(shared_dir / "parity")
+def test_all_210_records_match():
+    records = run_all(parity_dir())
     assert len(records) == 210
     bad = [(r.scenario, r.workload, r.policy, r.bad) for r in records if not r.ok]
     assert not bad
@@ -28,13 +27,13 @@ def test_all_210_records_match(shared_dir):
                                            "predictive", "regret_aware"}
 
 
-def test_readme_spot_values(shared_dir):
-    # ../shared/parity/README.md §5 "Quick spot values".
-    cell = load_cell(shared_dir / "parity/traces/small_fp16_prefetch__rag_burst.json")
+def test_readme_spot_values():
+    # kvgym/data/parity/README.md §5 "Quick spot values".
+    cell = load_cell(parity_dir() / "traces/small_fp16_prefetch__rag_burst.json")
     got = run_record(cell, "lru", {})
     assert (got["miss_count"], got["eviction_count"], got["bytes_moved"]) == (212, 242, 2_094_248)
     assert math.isclose(got["avg_latency_ms"], 1.422230468749997, rel_tol=1e-12)
-    cell = load_cell(shared_dir / "parity/traces/constrained_fp16_prefetch__chat_continuation.json")
+    cell = load_cell(parity_dir() / "traces/constrained_fp16_prefetch__chat_continuation.json")
     got = run_record(cell, "predictive", {"min_confidence": 2, "max_prefetches": 2})
     assert (got["miss_count"], got["prefetch_requests"], got["useful_prefetches"], got["wasted_prefetches"]) \
         == (67, 20, 5, 15)
@@ -61,12 +60,14 @@ def test_compare_rules():
     assert not ok and bad == ["t"]
 
 
-def test_default_dir_is_shared_beside_the_repo():
-    assert default_dir().resolve() == (SHARED / "parity").resolve()
+def test_default_dir_is_the_shipped_copy(capsys):
+    assert default_dir() == parity_dir() and (default_dir() / "manifest.json").is_file()
+    assert main(["parity", "--policy", "heavy_hitter"]) == 0  # no DIR: the shipped copy
+    assert capsys.readouterr().out.splitlines()[-1] == "parity: 35/35 cells match"
 
 
-def test_cli_one_policy(shared_dir, capsys):
-    rc = main(["parity", str(shared_dir / "parity"), "--policy", "lru"])
+def test_cli_one_policy(capsys):
+    rc = main(["parity", str(parity_dir()), "--policy", "lru"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     assert out[-1] == "parity: 35/35 cells match"
@@ -74,8 +75,8 @@ def test_cli_one_policy(shared_dir, capsys):
     assert len(out) == 1 + 35 + 1
 
 
-def test_cli_reports_a_mismatch_and_exits_nonzero(shared_dir, tmp_path, capsys):
-    src = shared_dir / "parity"
+def test_cli_reports_a_mismatch_and_exits_nonzero(tmp_path, capsys):
+    src = parity_dir()
     (tmp_path / "traces").mkdir()
     name = "small_fp16_prefetch__rag_burst.json"
     shutil.copy(src / "traces" / name, tmp_path / "traces" / name)
@@ -101,17 +102,17 @@ def test_cli_missing_dir_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("kvgym parity: error: no parity data at") and "\n" not in err
 
 
-def test_cli_unknown_policy(shared_dir, capsys):
-    rc = main(["parity", str(shared_dir / "parity"), "--policy", "nope"])
+def test_cli_unknown_policy(capsys):
+    rc = main(["parity", str(parity_dir()), "--policy", "nope"])
     assert rc == 2
     assert "unknown policies ['nope']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("policy", ["lru", "predictive"])
-def test_parity_cells_keep_engine_invariants(shared_dir, policy):
+def test_parity_cells_keep_engine_invariants(policy):
     from kvgym.sim.engine import Engine
 
-    cell = load_cell(shared_dir / "parity/traces/constrained_fp16_prefetch__periodic_reuse.json")
+    cell = load_cell(parity_dir() / "traces/constrained_fp16_prefetch__periodic_reuse.json")
     pol, pre = runner(policy, {"min_confidence": 2, "max_prefetches": 2} if policy == "predictive" else {})
     eng = Engine(cell.scenario.build(cell.trace.pages), pol, pre)
     for _ in eng.simulate([(cell.trace.step[i:i + 1], cell.trace.page[i:i + 1], None) for i in range(len(cell.trace))]):

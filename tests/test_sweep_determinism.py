@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from _bench_helpers import small_config, tiny_traces
+from conftest import needs_extra
 
 from kvgym.bench.sweep import run_sweep
 
@@ -49,7 +50,7 @@ def test_oracle_never_misses_more_than_policies(serial_csv):
 
 @pytest.mark.slow
 def test_ray_backend_matches_serial(traces, serial_csv, tmp_path):
-    ray = pytest.importorskip("ray", reason="ray is an optional extra (pip install -e '.[ray]')")
+    ray = needs_extra("ray", "ray")
     _, first = serial_csv
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

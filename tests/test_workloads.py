@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from kvgym.bundled import parity_dir
 from kvgym.cli import main
 from kvgym.errors import ConfigError
 from kvgym.traces.parquet import pages_path, read_trace, write_trace
@@ -234,14 +235,13 @@ def test_adversarial_prefetch_alternates_halves():
     assert len(set(p[0::2].tolist())) == 32 and len(set(p[1::2].tolist())) == 32
 
 
-@pytest.mark.shared
-def test_pattern_checks_accept_the_original_traces(shared_dir):
+def test_pattern_checks_accept_the_original_traces():
     """The property checks above also hold on kv-hierarchy-lab's own exported traces, and the
     deterministic patterns are identical to the original's."""
     from kvgym.traces.parity import load_cell
 
     def trace_of(w):
-        return load_cell(shared_dir / "parity" / "traces" / f"small_fp16_prefetch__{w}.json").trace
+        return load_cell(parity_dir() / "traces" / f"small_fp16_prefetch__{w}.json").trace
 
     t = trace_of("periodic_reuse")
     check_periodic(t.page)

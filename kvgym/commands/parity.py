@@ -1,6 +1,6 @@
 """``kvgym parity [DIR]``: reproduce kv-hierarchy-lab v0.1's default sweep, cell by cell.
 
-DIR (default: ``../shared/parity`` beside the repository) holds ``manifest.json``, the 35 cell
+DIR (default: the copy shipped in ``kvgym/data/parity``) holds ``manifest.json``, the 35 cell
 traces and ``expected_fixed.json`` (210 records = 35 cells x 6 policies; see its README). Each
 record is rerun with the ``serial`` cost model through :func:`kvgym.traces.parity.load_cell` and
 compared metric by metric: integers exactly, floats within 1e-9 relative. The command prints one
@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import kvgym
 from kvgym.errors import ConfigError
 
 TOLERANCE = 1e-9
@@ -28,8 +27,10 @@ PREFETCH_HALF = {"predictive": "markov"}
 
 
 def default_dir() -> Path:
-    """``../shared/parity`` relative to the repository root (may not exist)."""
-    return Path(kvgym.__file__).resolve().parents[1] / ".." / "shared" / "parity"
+    """The parity data shipped with the package (:func:`kvgym.bundled.parity_dir`)."""
+    from kvgym.bundled import parity_dir
+
+    return parity_dir()
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def register(subparsers) -> None:
                     "record and 'parity: N/210 cells match'; exits 1 unless all match. The original "
                     "'predictive' runs as policy predictive + prefetcher markov.")
     p.add_argument("dir", nargs="?", metavar="DIR",
-                   help="parity data folder (default: ../shared/parity beside the repository)")
+                   help="parity data folder (default: the copy shipped in kvgym/data/parity)")
     p.add_argument("--policy", action="append", metavar="NAME",
                    help="only this original policy (repeatable)")
     p.set_defaults(func=_run)

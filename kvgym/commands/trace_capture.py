@@ -13,12 +13,14 @@ def _find_tokenizer(checkpoint: Path, vocab: int) -> Path | None:
 
 
 def _llama2c_record(args):
+    from kvgym.bundled import MODELS, model_files
     from kvgym.errors import ConfigError
     from kvgym.traces.llama2c import Tokenizer, generate, load_checkpoint
 
-    model = load_checkpoint(args.checkpoint)
+    checkpoint = model_files(args.checkpoint)[0] if args.checkpoint in MODELS else Path(args.checkpoint)
+    model = load_checkpoint(checkpoint)
     model.geometry(args.tokens_per_page, args.heads_per_page)  # fail before decoding, not after
-    tok_path = Path(args.tokenizer) if args.tokenizer else _find_tokenizer(Path(args.checkpoint), model.config.vocab_size)
+    tok_path = Path(args.tokenizer) if args.tokenizer else _find_tokenizer(checkpoint, model.config.vocab_size)
     tok = Tokenizer.load(tok_path, model.config.vocab_size) if tok_path else None
     if args.prompt and tok is None:
         raise ConfigError(f"--prompt needs a tokenizer: none beside {args.checkpoint}; pass --tokenizer")
@@ -102,7 +104,7 @@ def register_trace(sub) -> None:
                                    "every decode step the attention mass each layer and KV head puts on each KV "
                                    "page, and write the trace of the pages a selection rule picks (weights = mass).")
     src = p.add_argument_group("model")
-    src.add_argument("--checkpoint", help="llama2.c checkpoint (e.g. ../shared/models/stories260K.bin)")
+    src.add_argument("--checkpoint", help="llama2.c checkpoint file, or stories260K for the model shipped with kvgym")
     src.add_argument("--tokenizer", help="llama2.c tokenizer (default: tok<vocab>.bin or tokenizer.bin beside the checkpoint)")
     src.add_argument("--hf", metavar="MODEL", help="transformers model id or local directory (needs kvgym[hf])")
     src.add_argument("--device", default="cpu", help="--hf only: torch device (cpu, cuda, cuda:1...)")

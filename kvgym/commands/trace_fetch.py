@@ -9,8 +9,9 @@ def _run(args) -> int:
 
     if args.list:
         for d in ds.DATASETS.values():
-            print(f"{d.name:24} {d.license:11} {d.format:15} {d.description}\n{'':24} {d.url}\n"
-                  f"{'':24} sha256 {d.sha256 or '(recorded at first fetch)'}")
+            where = "shipped with kvgym" if d.bundled else d.url
+            print(f"{d.name:24} {d.license:11} {d.format:15} {d.description}\n{'':24} {where}\n"
+                  f"{'':24} {d.size:,} bytes, sha256 {d.sha256}")
         print(f"data directory: {ds.data_dir() if args.data_dir is None else args.data_dir}")
         return 0
     if not args.name:

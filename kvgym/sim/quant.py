@@ -70,7 +70,7 @@ class Quantization:
         return d
 
 
-# Throughputs from ../shared/calibration/h200.json (GB/s = 1e3 bytes/µs).
+# Throughputs from kvgym/data/calibration/h200.json (GB/s = 1e3 bytes/µs).
 SCHEMES: dict[str, Quantization] = {
     "fp16": Quantization("fp16", 16),
     "fp8": Quantization("fp8", 8, dequant_bytes_per_us=664.7e3),

@@ -6,20 +6,22 @@ local file path, always accepted instead of a name) to a file on disk:
 
 - data directory: ``$KVGYM_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/kvgym``, else
   ``~/.cache/kvgym``; dataset ``NAME`` is stored as ``<data dir>/NAME/<file name>``.
-- a file already there is verified against the registry's sha256 and used as is;
+- a dataset shipped with the package (``bundled``, under ``kvgym/data/``) is verified and used
+  from there, with no download;
+- a file already in the data directory is verified against the registry's sha256 and used as is;
 - otherwise it is downloaded (temporary file, sha256 check, then an atomic rename);
 - offline (the download fails, or ``KVGYM_OFFLINE=1``), :class:`DatasetError` says where to
   put the file by hand and which sha256 it must have.
 
-Where the registry has no sha256 for a file (``sha256=None``), the first fetch records the
-digest it saw in ``<file>.sha256`` beside it (trust on first use) and later fetches check
-against that record.
+Every entry pins the sha256 of its file: no file is trusted because it was the first one
+received. A dataset whose digest is not known is not registered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -45,22 +47,30 @@ class Dataset:
     Attributes:
         name: registry key (``kvgym trace fetch NAME``).
         url: URL of the raw file in its public repository.
-        sha256: hex digest of the file, or ``None`` when not yet known (recorded at first fetch).
+        sha256: hex digest of the file (64 lowercase hex digits), checked on every use.
         license: the file's license (SPDX id).
         format: file format (``mooncake-jsonl``).
         importer: kvgym importer for the format (``kvgym trace import --format``).
         source: repository and path, for citation.
         description: what the trace is.
+        size: the file's size in bytes (for the listing; the sha256 is what is checked).
+        bundled: path of a copy shipped in ``kvgym/data/`` (relative to it), or ``None``.
     """
 
     name: str
     url: str
-    sha256: str | None
+    sha256: str
     license: str
     format: str
     importer: str
     source: str
     description: str
+    size: int
+    bundled: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{64}", str(self.sha256)):
+            raise ValueError(f"dataset {self.name!r}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
 
     @property
     def filename(self) -> str:
@@ -73,24 +83,25 @@ class Dataset:
 _MOONCAKE_RAW = "https://raw.githubusercontent.com/kvcache-ai/Mooncake/main/FAST25-release/"
 
 
-def _mooncake(name: str, rel: str, sha256: str | None, description: str) -> Dataset:
+def _mooncake(name: str, rel: str, sha256: str, size: int, description: str, bundled: str | None = None) -> Dataset:
     return Dataset(name=name, url=_MOONCAKE_RAW + rel, sha256=sha256, license="Apache-2.0",
                    format="mooncake-jsonl", importer="mooncake",
-                   source=f"github.com/kvcache-ai/Mooncake FAST25-release/{rel}", description=description)
+                   source=f"github.com/kvcache-ai/Mooncake FAST25-release/{rel}", description=description,
+                   size=size, bundled=bundled)
 
 
+# Mooncake's tool & agent trace and its arXiv trace are not registered: their digests have not been
+# checked yet. Add an entry only with the sha256 and size of a verified copy.
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
         _mooncake("mooncake-synthetic", "traces/synthetic_trace.jsonl",
-                  "bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131",
-                  "Mooncake FAST'25 synthetic trace: 3,993 requests, 512-token prefix blocks"),
-        _mooncake("mooncake-conversation", "traces/conversation_trace.jsonl", None,
+                  "bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131", 1_136_313,
+                  "Mooncake FAST'25 synthetic trace: 3,993 requests, 512-token prefix blocks",
+                  bundled="traces/mooncake_fast25_synthetic_trace.jsonl"),
+        _mooncake("mooncake-conversation", "traces/conversation_trace.jsonl",
+                  "b8cbb061a85206d729d91cdc2981f43c9e0d99209dce588d3af5f7934408b9df", 3_029_533,
                   "Mooncake FAST'25 conversation trace (multi-turn chat), 512-token prefix blocks"),
-        _mooncake("mooncake-toolagent", "traces/toolagent_trace.jsonl", None,
-                  "Mooncake FAST'25 tool & agent trace, 512-token prefix blocks"),
-        _mooncake("mooncake-arxiv", "arxiv-trace/mooncake_trace.jsonl", None,
-                  "Mooncake arXiv technical-report trace (kimi production sample), 512-token prefix blocks"),
     )
 }
 
@@ -125,33 +136,18 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _expected_sha(d: Dataset, dest: Path) -> str | None:
-    if d.sha256:
-        return d.sha256
-    rec = dest.with_name(dest.name + ".sha256")
-    return rec.read_text().split()[0] if rec.exists() and rec.read_text().strip() else None
-
-
-def _record_sha(dest: Path, digest: str) -> None:
-    rec = dest.with_name(dest.name + ".sha256")
-    tmp = rec.with_name(f".{rec.name}.tmp")
-    tmp.write_text(f"{digest}  {dest.name}\n")
-    os.replace(tmp, rec)
-
-
-def _verify(d: Dataset, path: Path, dest: Path) -> str:
+def _verify(d: Dataset, path: Path) -> Path:
     digest = sha256_file(path)
-    want = _expected_sha(d, dest)
-    if want is not None and digest != want:
-        raise DatasetError(f"dataset {d.name!r}: {path} has sha256 {digest}, expected {want} "
+    if digest != d.sha256:
+        raise DatasetError(f"dataset {d.name!r}: {path} has sha256 {digest}, expected {d.sha256} "
                            f"(a different or corrupt file; delete it and fetch again)")
-    return digest
+    return path
 
 
 def _install(d: Dataset, src: Path, dest: Path) -> Path:
-    """Verify ``src`` and copy it atomically to ``dest``; record its digest when none is known."""
+    """Verify ``src`` and copy it atomically to ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = _verify(d, src, dest)
+    _verify(d, src)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -160,16 +156,13 @@ def _install(d: Dataset, src: Path, dest: Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if _expected_sha(d, dest) is None:
-        _record_sha(dest, digest)
     return dest
 
 
 def _by_hand(d: Dataset, dest: Path, why: str) -> DatasetError:
-    sha = d.sha256 or "not yet known (recorded at first fetch)"
     return DatasetError(f"dataset {d.name!r}: cannot download {d.url} ({why}). Offline? Download it elsewhere "
                         f"and put it at {dest} (or pass --from FILE, or the file's path instead of the name); "
-                        f"expected sha256: {sha}")
+                        f"expected sha256: {d.sha256}")
 
 
 def fetch(name_or_path: str | Path, *, root: str | Path | None = None, source: str | Path | None = None,
@@ -197,11 +190,12 @@ def fetch(name_or_path: str | Path, *, root: str | Path | None = None, source: s
         if not src.is_file():
             raise DatasetError(f"dataset {d.name!r}: --from {src}: no such file")
         return _install(d, src, dest)
+    if d.bundled is not None:
+        from kvgym.bundled import data_path
+
+        return _verify(d, data_path(*d.bundled.split("/")))
     if dest.exists():
-        digest = _verify(d, dest, dest)
-        if _expected_sha(d, dest) is None:
-            _record_sha(dest, digest)
-        return dest
+        return _verify(d, dest)
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise _by_hand(d, dest, f"{OFFLINE_ENV} is set")
     opener = urlopen or urllib.request.urlopen
@@ -214,12 +208,10 @@ def fetch(name_or_path: str | Path, *, root: str | Path | None = None, source: s
                     shutil.copyfileobj(resp, out, 1 << 20)
             except (urllib.error.URLError, OSError, ValueError) as e:
                 raise _by_hand(d, dest, f"{type(e).__name__}: {getattr(e, 'reason', e)}") from None
-        digest = _verify(d, Path(tmp), dest)
+        _verify(d, Path(tmp))
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    if _expected_sha(d, dest) is None:
-        _record_sha(dest, digest)
     return dest
 
 

@@ -1,4 +1,4 @@
-"""Import kv-hierarchy-lab v0.1 parity cells (``shared/parity/traces/*.json``).
+"""Import kv-hierarchy-lab v0.1 parity cells (``kvgym/data/parity/traces/*.json``).
 
 Each cell file becomes a kvgym :class:`Trace` (one access per step, page ids renumbered
 0..n-1 in page-table order, the stored ``size_bytes`` kept as the page table's ``bytes``) and a
