@@ -2,7 +2,8 @@
 
 Every realistic scenario (H200 measured costs, overlap clock; HBM at 5/10/25% of the KV
 footprint; fp16/fp8/int4; prefetch off/on) x the synthetic decode workloads x every registered
-baseline policy x two seeds, written to ``artifacts/default_sweep/``.
+baseline policy x two seeds, written to ``runs/demo/`` (untracked; ``make artifacts`` writes the
+committed copy in ``artifacts/default_sweep/``).
 
 Workload sizes are chosen so the whole sweep runs in a few minutes on two cores and so that
 every cell is feasible: one decode step's pages (all pinned at once) must fit in 5% of the
@@ -27,5 +28,5 @@ DEFAULT_SWEEP = {
     "policies": ["all"],
     "prefetcher": "sequential",
     "seeds": [0, 1],
-    "out": "artifacts/default_sweep",
+    "out": "runs/demo",
 }

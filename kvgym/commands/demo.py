@@ -31,11 +31,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="run the default sweep (realistic scenarios x decode workloads x every baseline)",
         description="Run the default sweep: every realistic H200 scenario x the synthetic decode workloads x every "
-                    "registered baseline policy x seeds 0,1; write artifacts/default_sweep/ and print the "
+                    "registered baseline policy x seeds 0,1; write runs/demo/ (an untracked folder) and print the "
                     "leaderboard. Resumable: a rerun reuses finished cells. Config keys as for `kvgym sweep`.",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
-    p.add_argument("--out", help="output directory (default artifacts/default_sweep)")
+    p.add_argument("--out", help="output directory (default runs/demo)")
     p.add_argument("--backend", help="serial, process (default) or ray")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -140,6 +140,22 @@ def prefetcher_names() -> list[str]:
     return sorted(_PREFETCHERS)
 
 
+def policy_class(name: str) -> Callable[..., Policy]:
+    """The class registered as policy ``name`` (its module docstring states the rule)."""
+    _load_builtins()
+    if name not in _POLICIES:
+        raise unknown_name("policy", name, _POLICIES)
+    return _POLICIES[name]
+
+
+def prefetcher_class(name: str) -> Callable[..., Prefetcher]:
+    """The class registered as prefetcher ``name`` (its module docstring states the rule)."""
+    _load_builtins()
+    if name not in _PREFETCHERS:
+        raise unknown_name("prefetcher", name, _PREFETCHERS)
+    return _PREFETCHERS[name]
+
+
 def check_param(owner: str, name: str, value, ok: bool, rule: str) -> None:
     """Raise a ConfigError naming the parameter if ``ok`` is false."""
     if not ok:
