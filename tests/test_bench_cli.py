@@ -82,7 +82,7 @@ def test_ablate_small_grid(tmp_path, capsys):
     (["ablate", "regret_aware"], "give a grid"),
     (["ablate", "regret_aware", "--grid", "nope=1,2", "--backend", "serial", "--scenarios", "small_fp16_prefetch",
       "--workloads", "rag_burst"], "policy 'regret_aware'"),
-    (["leaderboard", "no_such_dir"], "no summary here"),
+    (["leaderboard", "no_such_dir"], "no_such_dir/results.parquet: no results here"),
     (["scenarios", "--group", "nope"], "unknown scenario group 'nope'"),
 ])
 def test_errors_are_one_line(argv, msg, capsys, tmp_path, monkeypatch):

@@ -158,7 +158,7 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
         bar.close()
     records = [done[c.cell_id] for c in cells if c.cell_id in done]
     summary = write_results(out, records)
-    board, _ = leaderboard.write(out, summary, title or f"Leaderboard: {cfg.name}")
+    board, _ = leaderboard.write(out, records, title or f"Leaderboard: {cfg.name}")
     if cfg.plots:
         plots.write_all(records, out)
     wall = time.perf_counter() - t0

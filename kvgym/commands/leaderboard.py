@@ -1,4 +1,4 @@
-"""``kvgym leaderboard DIR``: (re)build and print a sweep's leaderboard from its summary.json."""
+"""``kvgym leaderboard DIR``: (re)build and print a sweep's leaderboard from its results."""
 
 from __future__ import annotations
 
@@ -18,24 +18,20 @@ class LeaderboardConfig:
 
 
 def _cmd(args) -> int:
-    import json
     from pathlib import Path
 
     from kvgym.bench import leaderboard
     from kvgym.bench.config import load_config
-    from kvgym.errors import ConfigError
+    from kvgym.bench.results import read_records
 
     cfg = load_config(LeaderboardConfig, args.config, args.sets, results=args.results,
                       top=args.top, full=True if args.full else None)
-    path = Path(cfg.results) / "summary.json"
-    if not path.is_file():
-        raise ConfigError(f"{path}: no summary here (run `kvgym sweep` first)")
-    summary = json.loads(path.read_text())
+    records = read_records(Path(cfg.results))
     title = "Leaderboard: " + Path(cfg.results).name
     if cfg.write:
-        board, text = leaderboard.write(Path(cfg.results), summary, title)
+        board, text = leaderboard.write(Path(cfg.results), records, title)
     else:
-        board = leaderboard.build(summary)
+        board = leaderboard.build(records)
         text = leaderboard.markdown(board, title)
     print(text if cfg.full else leaderboard.terminal(board, cfg.top))
     return 0
@@ -46,7 +42,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("leaderboard", help="rank the policies and agents of a sweep",
                               description="Rank every policy and agent of a sweep per scenario and overall (time vs "
-                                          "LRU; the oracle beside the ranking), rewrite DIR/leaderboard.md and print it.",
+                                          "LRU with 95% intervals from the seeds; ties share a rank; the oracle beside "
+                                          "the ranking), rewrite DIR/leaderboard.md and print it.",
                               epilog=keys_epilog(LeaderboardConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="?", help="sweep output directory (default artifacts/default_sweep)")
     add_config_args(p)
