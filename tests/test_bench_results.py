@@ -133,3 +133,48 @@ def test_rank_one_never_shows_a_real_unexplained_loss_to_lru(vals):
         if r["rank"] == 1 and r["gap_closed"] is not None and r["gap_closed"] < 0:
             # a negative gap at rank 1 is either a tie with LRU on misses, or a real time gain (marked †)
             assert not r["misses_differ"] or r["time_vs_ref"] < 1.0
+
+
+def _lab(hex_colour: str):
+    """CIELAB (D65) of an sRGB colour, written out here to check the palette independently."""
+    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    x = (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047
+    y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    z = (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883
+    f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def test_palette_has_no_near_duplicates_and_every_policy_its_own_style():
+    from itertools import combinations
+
+    from kvgym.bench.plots import PALETTE, styles
+
+    # Okabe-Ito: every pair at least 20 CIELAB units apart (tab20's orange pair was 16.6 - and one hue).
+    assert min(math.dist(_lab(a), _lab(b)) for a, b in combinations(PALETTE, 2)) > 20
+    names = [f"p{i}" for i in range(40)]
+    st_ = styles(names)
+    assert len(set(st_.values())) == 40
+    assert st_["p0"][0] != st_["p1"][0]  # neighbours in the legend (belady, belady_size) differ in colour
+
+
+def test_heat_map_labels_contrast_with_their_cell():
+    from matplotlib import colormaps
+
+    from kvgym.bench.plots import text_colour
+
+    # The old stall.png put light text on magma_r's pale yellow end.
+    assert text_colour(colormaps["magma_r"](0.0)) == "black" and text_colour(colormaps["magma_r"](1.0)) == "white"
+    assert text_colour(colormaps["cividis"](1.0)) == "black" and text_colour(colormaps["cividis"](0.0)) == "white"
+    assert text_colour((0.5, 0.5, 0.5, 1.0)) == "black"  # mid grey: luminance 0.214 > 0.179
+
+
+def test_hit_rate_grid_is_relative_to_lru_in_points_with_ties_in_parentheses():
+    from kvgym.bench.plots import hit_rate_grid
+
+    pols, scens, grid, labels, ref = hit_rate_grid(board_records())
+    i = {p: k for k, p in enumerate(pols)}
+    assert scens == ["s"] and ref == [pytest.approx(0.6)]
+    assert grid[i["B"], 0] == pytest.approx(20.0) and labels[i["B"]][0] == "+20.00"  # 0.80 - 0.60
+    assert grid[i["C"], 0] == pytest.approx(0.0) and labels[i["C"]][0] == "(+0.00)"  # same misses: a tie

@@ -184,8 +184,8 @@ def _gap(r: dict) -> str:
 
 def _overall_table(board: dict) -> list[str]:
     ref = board["reference"]
-    lines = [f"| rank | policy | time vs {ref} [95% CI] | misses vs {ref} | bytes vs {ref} | tier-0 hit rate | "
-             "gap closed | scenarios won (alone / shared) |",
+    lines = [(f"| rank | policy | time vs {ref} [95% CI] | misses vs {ref} | bytes vs {ref} | tier-0 hit rate | "
+             "gap closed | scenarios won (alone / shared) |"),
              "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in board["overall"]["ranked"]:
         lines.append(f"| {_rank_label(r)} | {r['policy']} | {_time(r)} | {_fmt(r['misses_vs_ref'])} | "
@@ -198,8 +198,8 @@ def _overall_table(board: dict) -> list[str]:
 
 
 def _scenario_table(sc: dict, ref: str) -> list[str]:
-    lines = [f"| rank | policy | time vs {ref} [95% CI] | tier-0 hit rate | misses vs {ref} | bytes vs {ref} | "
-             "stall ms | prefetch useful | gap closed |",
+    lines = [(f"| rank | policy | time vs {ref} [95% CI] | tier-0 hit rate | misses vs {ref} | bytes vs {ref} | "
+             "stall ms | prefetch useful | gap closed |"),
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sc["ranked"] + sc["oracle"]:
         label, name = ("oracle", f"{r['policy']} (reads the future)") if r["kind"] == "oracle" else \
@@ -240,8 +240,8 @@ def markdown(board: dict, title: str = "Leaderboard") -> str:
 
 def terminal(board: dict, top: int = 3) -> str:
     """The overall table and each scenario's leading policies, for printing."""
-    lines = ["Overall, every scenario x source x seed (time: geometric mean of ratios with its 95% CI; misses, "
-             "bytes: ratios of totals; '=' marks a tie):"] + _overall_table(board)
+    lines = [("Overall, every scenario x source x seed (time: geometric mean of ratios with its 95% CI; misses, "
+             "bytes: ratios of totals; '=' marks a tie):")] + _overall_table(board)
     lines += ["", f"Top {top} per scenario (time vs {board['reference']}; '=' marks a tie):"]
     for sc in board["scenarios"]:
         best = ", ".join(f"{_rank_label(r)} {r['policy']} {_fmt(r['time_vs_ref'], '.4f')}" for r in sc["ranked"][:top])
