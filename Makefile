@@ -54,10 +54,15 @@ bench: $(FULL)
 lint: $(FULL)
 	$(BIN)/ruff check kvgym baselines agents tests benchmarks
 
+# Headless Chromium as the browser test runs it (no network, no GPU, as root).
+CHROMIUM := chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars
+
 # The committed sweep artifacts, each made by the command the README lists for it.
-artifacts: $(CORE)
+artifacts: $(CORE) browser
 	$(BIN)/kvgym demo --out artifacts/default_sweep --quiet
-	$(BIN)/kvgym report artifacts/default_sweep
+	$(CHROMIUM) --user-data-dir="$$(mktemp -d)" --window-size=1280,1500 --screenshot=docs/img/report.png \
+	  "file://$(CURDIR)/artifacts/default_sweep/report.html"
 	$(BIN)/kvgym findings --out artifacts/findings
 	$(BIN)/kvgym ablate regret_aware --grid regret_weight=1,6,12 regret_horizon=8,24,64 --seeds 7,42,91 --quiet
 	$(BIN)/kvgym trace gallery -o artifacts/workloads

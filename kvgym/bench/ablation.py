@@ -223,7 +223,7 @@ def run_ablation(cfg: AblateConfig, command: str, log=None):
     from kvgym.bench.sweep import run_sweep
 
     scfg = cfg.sweep_config()
-    res = run_sweep(scfg, log=log, title=f"Ablation of {cfg.policy}: leaderboard")
+    res = run_sweep(scfg, log=log, title=f"Ablation of {cfg.policy}: leaderboard", command=command)
     agg = aggregate(cfg, res.records)
     agg["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out = Path(scfg.out)

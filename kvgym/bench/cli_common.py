@@ -56,3 +56,10 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise)
     except ValueError:  # not the main thread
         pass
+
+
+def command_line(args, program: str = "kvgym", drop: tuple[str, ...] = ("--quiet",)) -> str:
+    """The command as typed (``args.argv``, set by :func:`kvgym.cli.main`), minus display-only flags."""
+    import shlex
+
+    return shlex.join([program] + [a for a in getattr(args, "argv", []) if a not in drop])

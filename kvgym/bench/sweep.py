@@ -9,7 +9,8 @@ Layout of the output directory ``out``::
     leaderboard.md         every policy and agent ranked, per scenario and overall
     plots/*.png            hit rate, latency vs bytes, per-tier hits, prefetch usefulness, stall
     manifest.json          kvgym version, git commit, package versions, config and its hash,
-                           machine, wall time, cells run / reused
+                           the command that ran it, machine, wall time, cells run / reused
+    report.html            all of the above on one self-contained page (:mod:`kvgym.bench.report`)
 
 **Resume**: a rerun reads ``cells/`` and runs only the cells without a result file; since a
 cell's id is the hash of its full config, a finished cell is reused only if nothing that
@@ -32,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from kvgym import __version__
-from kvgym.bench import leaderboard, plots
+from kvgym.bench import leaderboard, plots, report
 from kvgym.bench.artifacts_io import write_json_atomic
 from kvgym.bench.backends import BACKENDS, batches
 from kvgym.bench.cells import Cell, expand
@@ -116,8 +117,11 @@ def load_finished(cells: list[Cell], cells_dir: Path) -> dict[str, dict]:
     return done
 
 
-def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepResult:
-    """Run (or resume) a sweep and write every artifact; return the records and the leaderboard."""
+def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None, command: str | None = None) -> SweepResult:
+    """Run (or resume) a sweep and write every artifact; return the records and the leaderboard.
+
+    ``command``: the command line that ran it, recorded in ``manifest.json`` and the report.
+    """
     t0 = time.perf_counter()
     out = Path(cfg.out)
     cells = expand(cfg)
@@ -165,10 +169,11 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
     write_json_atomic(out / "manifest.json", {
         "format": "kvgym-sweep-manifest/1", "kvgym_version": __version__, "git_commit": git_commit(),
         "packages": package_versions(), "machine": machine(), "config": cfg.to_dict(),
-        "config_hash": cfg.config_hash(), "cells": len(cells), "cells_run": ran,
+        "config_hash": cfg.config_hash(), "command": command, "cells": len(cells), "cells_run": ran,
         "cells_reused": len(cells) - len(todo), "cells_failed": len(errors), "wall_time_s": round(wall, 3),
         "backend": cfg.backend,
     })
+    report.write(out)
     if errors:
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise CellsFailed(f"{len(errors)} cells failed: " + "; ".join(errors[:5]) + more)
