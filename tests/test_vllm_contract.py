@@ -8,7 +8,12 @@ import warnings
 import pytest
 
 from kvgym.integrations import vllm_compat
-from kvgym.integrations.vllm_compat import VLLM_VERSION, VllmMissing, VllmVersionWarning, require_vllm
+from kvgym.integrations.vllm_compat import (
+    VLLM_VERSION,
+    VllmMissing,
+    VllmVersionWarning,
+    require_vllm,
+)
 
 try:
     vllm = require_vllm()

@@ -54,7 +54,7 @@ def _drive(d: PolicyDriver, stream) -> list:
         if k in d.resident:
             d.hit(k)
         else:
-            victims += d.miss(k, lambda _: True)
+            victims += d.miss(k)
     return victims
 
 

@@ -15,12 +15,12 @@ try:
 except VllmMissing as e:
     pytest.skip(str(e), allow_module_level=True)
 
-from kvgym.baselines.common import cache_setup  # noqa: E402
-from kvgym.cli import main  # noqa: E402
-from kvgym.sim.engine import Engine  # noqa: E402
-from kvgym.sim.policy import make_policy  # noqa: E402
-from kvgym.traces.format import PageTable, Trace  # noqa: E402
-from kvgym.integrations.vllm_replay import BlockRequests, replay_vllm  # noqa: E402
+from kvgym.baselines.common import cache_setup
+from kvgym.cli import main
+from kvgym.integrations.vllm_replay import BlockRequests, replay_vllm
+from kvgym.sim.engine import Engine
+from kvgym.sim.policy import make_policy
+from kvgym.traces.format import PageTable, Trace
 
 CAP = 12
 PORTS = [("arc", {}), ("clock", {"bits": 2}), ("cost_aware", {}), ("fifo", {}), ("heavy_hitter", {}),
@@ -119,3 +119,26 @@ def test_exported_module_without_the_class_is_one_line(modules):
     export_vllm("fifo", {}, modules / "kvg_fifo_only.py")
     with pytest.raises(ConfigError, match=r"does not define a CachePolicy class 'KvgymLru' \(it defines: KvgymFifo\)$"):
         replay_vllm(stream(), CAP, "KvgymLru", cache_policy_module_path="kvg_fifo_only")
+
+
+def test_pinned_chunks_are_never_victims(modules):
+    """A store still in flight (ref_cnt -1) is not evictable: with B pending and A stored, the
+    kvgym LRU would evict B (older) but must take A."""
+    from kvgym.integrations.vllm_export import export_vllm
+    from kvgym.integrations.vllm_replay import block_key, make_manager
+    from vllm.v1.kv_offload.base import ReqContext
+
+    export_vllm("lru", {}, modules / "kvg_pin_lru.py")
+    mgr = make_manager(2, "KvgymLru", cache_policy_module_path="kvg_pin_lru")
+    a, b, c = (block_key(x) for x in (1, 2, 3))
+    r0, r1, r2 = (ReqContext(req_id=str(i)) for i in range(3))
+    for r in (r0, r1, r2):
+        mgr.on_new_request(r)
+    assert mgr.prepare_store([b], r0).keys_to_store == [b]  # B stays pending
+    assert mgr.prepare_store([a], r1).keys_to_store == [a]
+    mgr.complete_store([a], r1)
+    out = mgr.prepare_store([c], r2)
+    assert out.evicted_keys == [a] and out.keys_to_store == [c]
+    mgr.complete_store([b], r0)
+    mgr.complete_store([c], r2)
+    assert mgr.prepare_store([a], r1).evicted_keys == [b]  # B is now the LRU and evictable

@@ -13,16 +13,16 @@ try:
 except VllmMissing as e:
     pytest.skip(str(e), allow_module_level=True)
 
-from test_vllm_export import CAP, stream  # noqa: E402
+from test_vllm_export import CAP, stream
 
-from kvgym.baselines.common import cache_setup  # noqa: E402
-from kvgym.errors import ConfigError  # noqa: E402
-from kvgym.integrations.vllm_export import export_vllm  # noqa: E402
-from kvgym.integrations.vllm_record import RecordingPolicy  # noqa: E402
-from kvgym.integrations.vllm_replay import drive_manager, make_manager  # noqa: E402
-from kvgym.sim.engine import Engine  # noqa: E402
-from kvgym.sim.policy import make_policy  # noqa: E402
-from kvgym.traces.parquet import read_trace  # noqa: E402
+from kvgym.baselines.common import cache_setup
+from kvgym.errors import ConfigError
+from kvgym.integrations.vllm_export import export_vllm
+from kvgym.integrations.vllm_record import RecordingPolicy
+from kvgym.integrations.vllm_replay import drive_manager, make_manager
+from kvgym.sim.engine import Engine
+from kvgym.sim.policy import make_policy
+from kvgym.traces.parquet import read_trace
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ try:
 except VllmMissing as e:
     pytest.skip(str(e), allow_module_level=True)
 
-from kvgym.cli import main  # noqa: E402
-from kvgym.integrations.vllm_peer import peer_counts, resolve_capacity  # noqa: E402
-from kvgym.integrations.vllm_replay import BlockRequests, VllmCounts, from_mooncake, replay_vllm  # noqa: E402
+from kvgym.cli import main
+from kvgym.integrations.vllm_peer import peer_counts, resolve_capacity
+from kvgym.integrations.vllm_replay import BlockRequests, VllmCounts, from_mooncake, replay_vllm
 
 FOUR = [[1, 2, 3], [1, 2, 4, 5], [6, 7, 8], [9, 6]]
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-
+from kvgym.bench.cli_common import invocation
 from kvgym.commands.run import parse_kv
 
 
 def _vllm(args) -> int:
     from kvgym.integrations.vllm_export import export_vllm
 
-    command = "kvgym " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["export"] else None
     path, name = export_vllm(args.policy, parse_kv(args.params, "policy parameter"), args.output,
-                             class_name=args.class_name, history=args.history, command=command)
+                             class_name=args.class_name, history=args.history, command=invocation("export"))
     print(f"wrote {path}: class {name} (kvgym policy {args.policy!r})")
     print(f'vLLM kv_connector_extra_config: "eviction_policy": "{name}", "cache_policy_module_path": "{path.stem}" '
           f"(with {path.parent.resolve()} on PYTHONPATH)")

@@ -3,10 +3,7 @@ capacities, cache policies and store thresholds (the peer table)."""
 
 from __future__ import annotations
 
-import shlex
-import sys
-
-from kvgym.bench.cli_common import csv_list, int_list
+from kvgym.bench.cli_common import csv_list, int_list, invocation
 
 
 def _replay(args) -> int:
@@ -26,9 +23,8 @@ def _replay(args) -> int:
     print(f"{path.name}: {len(req):,} requests, {len(req.blocks):,} full prompt blocks")
     print(table_markdown(rows))
     if args.output:
-        command = "kvgym " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["vllm"] else "kvgym vllm replay"
         out = write_peer_table(rows, args.output, source=f"`{path.name}` (sha256 {sha256_file(path)[:16]}...)",
-                               command=command)
+                               command=invocation("vllm") or "kvgym vllm replay")
         print(f"wrote {out} and counts.csv")
     return 0
 

@@ -31,7 +31,7 @@ a window): then the next-oldest is taken. When no id can be recycled the arrays 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Collection, Hashable
 from typing import ClassVar
 
 import numpy as np
@@ -142,7 +142,7 @@ class PolicyDriver:
         self.ids: dict[Key, int] = {}
         self.keys: list[Key | None] = [None] * n
         self._free = list(range(n - 1, -1, -1))  # pop() hands out the lowest id first
-        self.resident: dict[Key, None] = {}  # tier 0, in insertion order
+        self.resident: dict[Key, int] = {}  # tier 0: key -> page id, in insertion order
         self.gone: OrderedDict[Key, None] = OrderedDict()  # known, not resident, oldest eviction first
         self._step = 0
         self.pos = 0
@@ -168,8 +168,9 @@ class PolicyDriver:
         """An access of a resident key."""
         self._touch(self.ids[key], 0)
 
-    def miss(self, key: Key, can_evict: Callable[[Key], bool], max_victims: int | None = None) -> list[Key] | None:
-        """An access of a non-resident key and its insertion, evicting first while the cache is full.
+    def miss(self, key: Key, blocked: Collection = (), max_victims: int | None = None) -> list[Key] | None:
+        """An access of a non-resident key and its insertion, evicting first while the cache is full
+        (never a key in ``blocked``).
 
         Returns the victims in eviction order, or None (nothing done) when the insertion would
         need more than ``max_victims`` of them.
@@ -190,24 +191,26 @@ class PolicyDriver:
             for h in self._on_insert:
                 h(p, 1, s)
         ctx.tier_of[p] = -1
-        victims = [self.victim(can_evict) for _ in range(need)]
-        self.resident[key] = None
+        victims = [self.victim(blocked) for _ in range(need)]
+        self.resident[key] = p
         ctx.tier_of[p] = 0
         ctx.insert_step[p] = s
         for h in self._on_insert:
             h(p, 0, s)
         return victims
 
-    def candidates(self, can_evict: Callable[[Key], bool]) -> list[Key]:
-        return [k for k in self.resident if can_evict(k)]
+    def candidates(self, blocked: Collection = ()) -> np.ndarray:
+        """Page ids of the residents not in ``blocked``, in insertion order."""
+        ids = np.fromiter(self.resident.values(), np.int64, len(self.resident))
+        out = [self.resident[k] for k in blocked if k in self.resident]
+        return ids[~np.isin(ids, out)] if out else ids
 
-    def victim(self, can_evict: Callable[[Key], bool]) -> Key:
-        """Choose and evict one resident (the policy's lowest score among ``can_evict`` ones)."""
-        cands = self.candidates(can_evict)
-        if not cands:
+    def victim(self, blocked: Collection = ()) -> Key:
+        """Choose and evict one resident outside ``blocked`` (the policy's lowest score)."""
+        cands = self.candidates(blocked)
+        if not len(cands):
             raise SimulationError(f"{self.name}: no evictable block to make room")
-        ids = np.fromiter((self.ids[k] for k in cands), np.int64, len(cands))
-        v = cands[int(np.argmin(self.policy.scores(ids, self.ctx.step)))]
+        v = self.keys[int(cands[int(np.argmin(self.policy.scores(cands, self.ctx.step)))])]
         self.evict(v)
         return v
 
@@ -281,7 +284,7 @@ def check_portable(name: str, params: dict | None = None) -> None:
             if k in d.resident:
                 d.hit(k)
             else:
-                d.miss(k, lambda _: True)
+                d.miss(k)
             if i == 10:
                 d._grow()
     except PortError as e:

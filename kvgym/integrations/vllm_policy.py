@@ -11,7 +11,7 @@ each call maps to kvgym's engine order through :class:`~kvgym.integrations.vllm_
 - ``evict(n, protected)``: called by ``prepare_store`` before it inserts the new keys. The
   waiting accesses of that store (the request queue whose next key is in ``protected``) are
   played now: each miss makes room when the cache is full (victim: the kvgym policy's lowest
-  score among resident chunks with ``ref_cnt == 0`` not in ``protected``), then is inserted
+  score among resident chunks neither pinned nor in ``protected``), then is inserted
   into the policy. Atomic: when fewer than ``n`` chunks are evictable it returns None and
   changes nothing. If the played misses free fewer than ``n`` chunks, more victims are chosen.
 - ``insert(key, chunk, req)``: records the chunk; a key not yet played (no eviction was needed)
@@ -22,8 +22,8 @@ each call maps to kvgym's engine order through :class:`~kvgym.integrations.vllm_
 - ``remove(key)`` (a failed transfer): the key leaves the policy as an eviction would
   (``on_evict``), without counting as one.
 - ``on_store_miss``: nothing (the miss is seen through ``on_request_access``).
-- ``get``, ``clear``, ``mark_evictable``, ``mark_non_evictable``: chunk bookkeeping only
-  (evictability is read from ``chunk.ref_cnt``).
+- ``get``, ``clear``: chunk bookkeeping; ``mark_evictable``/``mark_non_evictable`` (and an
+  insert with ``ref_cnt != 0``) track which chunks are pinned by transfers.
 
 A module written by ``kvgym export vllm`` subclasses it with the policy's name and parameters
 (vLLM builds policies with ``cache_capacity`` only).
@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from kvgym.errors import SimulationError
 from kvgym.integrations.vllm_compat import require_vllm
 from kvgym.integrations.vllm_driver import PolicyDriver
 
@@ -78,6 +79,7 @@ class KvgymCachePolicy(CachePolicy):
         name, params, history = self._spec
         self.driver = PolicyDriver(name, params, self.cache_capacity, history=history)
         self.chunks: dict = {}
+        self._pinned: set = set()  # chunks with ref_cnt != 0 (stores in flight, loads)
         self._active: dict[int, _Waiting] = {}
 
     # -- request queues ----------------------------------------------------------------
@@ -89,13 +91,9 @@ class KvgymCachePolicy(CachePolicy):
             self._active[id(w)] = w
         return w
 
-    def _evictable(self, protected: set):
-        chunks = self.chunks
-
-        def ok(key) -> bool:
-            c = chunks.get(key)
-            return c is not None and c.ref_cnt == 0 and key not in protected
-        return ok
+    def _blocked(self, protected: set) -> set:
+        """Keys an eviction must not take: protected by the store, or pinned."""
+        return protected | self._pinned if self._pinned else protected
 
     def _next(self, w: _Waiting):
         """Pop ``w``'s next access and set the step it belongs to."""
@@ -111,11 +109,17 @@ class KvgymCachePolicy(CachePolicy):
             if key in d.resident:
                 d.hit(key)
             elif key == until:
-                d.miss(key, lambda _: False)
+                self._place(key)
                 return
             # else: accessed but not stored now (not admitted): no kvgym access
 
-    def _play_store(self, w: _Waiting, protected: set, can_evict, budget: int) -> list:
+    def _place(self, key) -> None:
+        """A miss inserted into a chunk vLLM found free: it needs no victim."""
+        if self.driver.miss(key, max_victims=0) is None:
+            raise SimulationError(f"{self.driver.name}: vLLM inserted a block into a full CPU tier "
+                                  "(an insert or eviction bypassed the policy)")
+
+    def _play_store(self, w: _Waiting, protected: set, blocked: set, budget: int) -> list:
         """Play the accesses of the store being prepared (keys in ``protected``); its misses
         make room with at most ``budget`` victims in all. Returns the victims."""
         d, victims = self.driver, []
@@ -125,7 +129,7 @@ class KvgymCachePolicy(CachePolicy):
             if key in d.resident:
                 d.hit(key)
             else:
-                got = d.miss(key, can_evict, budget - len(victims))
+                got = d.miss(key, blocked, budget - len(victims))
                 if got is None:
                     break
                 victims += got
@@ -146,6 +150,8 @@ class KvgymCachePolicy(CachePolicy):
 
     def insert(self, key, chunk: ChunkStatus, req_context) -> None:
         self.chunks[key] = chunk
+        if chunk.ref_cnt != 0:
+            self._pinned.add(key)
         d = self.driver
         if key in d.resident:  # already played by evict()
             return
@@ -154,10 +160,11 @@ class KvgymCachePolicy(CachePolicy):
             self._play_until(w, key)
         else:  # inserted without being announced as an access: its own step
             d.new_step()
-            d.miss(key, lambda _: False)
+            self._place(key)
 
     def remove(self, key) -> None:
         self.chunks.pop(key, None)
+        self._pinned.discard(key)
         if key in self.driver.resident:
             self.driver.evict(key)
 
@@ -191,17 +198,23 @@ class KvgymCachePolicy(CachePolicy):
         if n == 0:
             return []
         d = self.driver
-        ok = self._evictable(protected)
-        if len(d.candidates(ok)) < n:
+        blocked = self._blocked(protected)
+        if len(d.candidates(blocked)) < n:
             return None
         victims: list = []
         for w in list(self._active.values()):
             if w.queue and w.queue[0][0] in protected:
-                victims += self._play_store(w, protected, ok, n - len(victims))
+                victims += self._play_store(w, protected, blocked, n - len(victims))
         while len(victims) < n:
-            victims.append(d.victim(ok))
+            victims.append(d.victim(blocked))
         return [(k, self.chunks.pop(k)) for k in victims]
 
     def clear(self) -> None:
         self._generation += 1
         self._reset()
+
+    def mark_evictable(self, key) -> None:
+        self._pinned.discard(key)
+
+    def mark_non_evictable(self, key) -> None:
+        self._pinned.add(key)
