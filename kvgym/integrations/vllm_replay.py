@@ -59,7 +59,7 @@ class BlockRequests:
     (ids >= 0, distinct within a request); ``prompt_tokens[r]`` (>= that count x
     ``block_tokens``, < one more block); ``output_tokens[r]`` (>= 1, generated tokens);
     ``gpu_blocks[r]``: leading blocks the GPU prefix cache holds at admission;
-    ``lines[r]``: where the request came from (for messages; 0 if unknown).
+    ``lines``: each request's source line, for messages (None if unknown).
     """
 
     offsets: np.ndarray
@@ -140,6 +140,7 @@ def from_mooncake(source, *, block_tokens: int = 512, partial_block: str = "drop
 
     ``partial_block``: ``"drop"`` (vLLM's rule: a prompt's last, partly filled block has no key)
     or ``"keep"`` (every ``hash_ids`` entry is a full block: prompts rounded up to whole blocks).
+    An ``output_length`` of 0 counts as 1 (vLLM generates at least one token).
     """
     from kvgym.traces.mooncake import Requests, read_requests
 
