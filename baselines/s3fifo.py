@@ -37,17 +37,17 @@ from kvgym.baselines.common import in_tier0, int_param, lower_tier_scores, num_p
 from kvgym.sim.policy import Policy, check_param, register_policy
 
 
-def size_unit(setup) -> int:
+def size_unit(page_bytes: np.ndarray) -> int:
     """Greatest common divisor of the stored page sizes (1 for an empty table)."""
-    sizes = np.unique(setup.page_bytes)
+    sizes = np.unique(page_bytes)
     return int(np.gcd.reduce(sizes)) if len(sizes) else 1
 
 
-def queue_caps(setup, small_ratio: float, ghost_ratio: float) -> tuple[int, int, int]:
-    """(small, main, ghost) capacities in bytes, in whole units (see the module docstring)."""
-    cap = setup.tiers[0].capacity_bytes
-    cap = int(cap) if cap is not None else int(setup.page_bytes.sum())
-    unit = size_unit(setup)
+def queue_caps(capacity: int | None, page_bytes: np.ndarray, small_ratio: float,
+               ghost_ratio: float) -> tuple[int, int, int]:
+    """(small, main, ghost) capacities in bytes of a tier of ``capacity`` bytes, in whole units."""
+    cap = int(capacity) if capacity is not None else int(page_bytes.sum())
+    unit = size_unit(page_bytes)
     units = cap // unit
     small = int(units * small_ratio) * unit  # the integer truncations of libcachesim, in units
     return small, cap - small, int(units * ghost_ratio) * unit
@@ -65,13 +65,13 @@ class S3FIFO(Policy):
         self.move_to_main_threshold = int_param(own, "move_to_main_threshold", move_to_main_threshold, 1)
 
     def compiled_args(self, setup):
-        return (self.small_size_ratio, self.ghost_size_ratio), (self.move_to_main_threshold, size_unit(setup))
+        return (self.small_size_ratio, self.ghost_size_ratio), (self.move_to_main_threshold, size_unit(setup.page_bytes))
 
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.size = ctx.page_bytes
-        self.small_cap, self.main_cap, self.ghost_cap = queue_caps(ctx.setup, self.small_size_ratio,
-                                                                   self.ghost_size_ratio)
+        self.small_cap, self.main_cap, self.ghost_cap = queue_caps(ctx.tiers[0].capacity_bytes, ctx.page_bytes,
+                                                                   self.small_size_ratio, self.ghost_size_ratio)
         self.freq = np.zeros(ctx.n_pages, np.int64)
         self.small: dict[int, None] = {}  # oldest first
         self.main: dict[int, None] = {}

@@ -16,7 +16,7 @@ from kvgym.traces.format import PageTable, Trace
 REFUSED = {
     "belady": "is an oracle: it reads the future of the trace",
     "belady_size": "is an oracle: it reads the future of the trace",
-    "cost_aware_tiered": "reads kvgym's tier hierarchy and its transfer costs (ctx.setup)",
+    "cost_aware_tiered": "reads kvgym's tier hierarchy and its transfer costs (ctx.refetch_cost_us)",
     "h2o": "reads the page table (sequence, layer, token span of decode pages) (ctx.pages)",
     "streaming_llm": "reads the page table (sequence, layer, token span of decode pages) (ctx.pages)",
 }
