@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q --disable-pip-version-check
 # The extras `make test` installs; KVGYM_REQUIRE_EXTRAS makes a test that needs one of them
 # fail instead of skip, so a missing install step can never pass as a skip.
-TEST_EXTRAS := agents,dev,hf
+TEST_EXTRAS := agents,dev,hf,vllm
 TEST_ENV := KVGYM_REQUIRE_EXTRAS=$(TEST_EXTRAS),browser
 CORE := $(VENV)/.core-installed
 FULL := $(VENV)/.test-installed
@@ -29,6 +29,8 @@ $(FULL): pyproject.toml | $(BIN)/python
 	# torch first, pinned: 2.13.0 is the local CPU wheel; anything else pulls a CUDA build.
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[$(TEST_EXTRAS)]'
+	# vLLM without its dependencies (they pin a CUDA torch); the light ones came with the vllm extra.
+	$(PIP) --no-deps "vllm==$$($(BIN)/python -c 'from kvgym.integrations.vllm_compat import VLLM_VERSION; print(VLLM_VERSION)')"
 	touch $@ $(CORE)
 
 venv: $(FULL)

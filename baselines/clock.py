@@ -25,10 +25,15 @@ from kvgym.sim.policy import Policy, check_param, register_policy
 
 @register_policy("clock")
 class Clock(Policy):
+    compiled = "clock"
+
     def __init__(self, bits: int = 1):
         self.bits = int_param("clock", "bits", bits, 1)
         check_param("clock", "bits", bits, self.bits <= 16, "must be <= 16")
         self.max_count = (1 << self.bits) - 1
+
+    def compiled_args(self, setup):
+        return (), (self.max_count,)
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

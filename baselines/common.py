@@ -19,10 +19,12 @@ from kvgym.sim.policy import check_param
 LEVEL = np.int64(1) << np.int64(40)
 
 
-def int_param(owner: str, name: str, value, minimum: int = 0) -> int:
-    """Check that ``value`` is an int (not a bool) >= ``minimum``; return it."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
-    check_param(owner, name, value, ok, f"must be an int >= {minimum}")
+def int_param(owner: str, name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
+    """Check that ``value`` is an int (not a bool) in ``[minimum, maximum]``; return it."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum \
+        and (maximum is None or value <= maximum)
+    rule = f"must be an int >= {minimum}" if maximum is None else f"must be an int in [{minimum}, {maximum}]"
+    check_param(owner, name, value, ok, rule)
     return int(value)
 
 
@@ -40,6 +42,18 @@ def num_param(owner: str, name: str, value, minimum: float | None = None, maximu
     rule = "must be a finite number" + (f" {lo}" if lo else "") + (f"{' and' if lo else ''} {hi}" if hi else "")
     check_param(owner, name, value, ok, rule)
     return float(value)
+
+
+def weight_param(owner: str, name: str, value, recency: bool = False) -> float:
+    """A score weight: a finite number with ``|w| <= 1e6``; a recency weight is 0 or ``|w| >= 1e-6``.
+
+    The bounds keep every term of a frequency/recency score resolvable in float64, which the
+    compiled engine relies on to order pages of one frequency by their last access.
+    """
+    w = num_param(owner, name, value, -1e6, 1e6)
+    if recency:
+        check_param(owner, name, value, w == 0 or abs(w) >= 1e-6, "must be 0 or have |w| >= 1e-6")
+    return w
 
 
 def lower_tier_scores(ctx, cands: np.ndarray) -> np.ndarray:

@@ -171,7 +171,7 @@ def runnable(b: Block, slow_set: bool) -> bool:
         from conftest import needs_extra
 
         mods = {"agents": ["torch", "sb3_contrib"], "hf": ["transformers", "torch"], "dev": ["pytest"],
-                "ray": ["ray"]}.get(b.marks["needs"], [])
+                "ray": ["ray"], "vllm": ["vllm"]}.get(b.marks["needs"], [])
         try:
             for m in mods:
                 __import__(m)

@@ -44,6 +44,17 @@ def keys_epilog(cls) -> str:
     return "\n".join(lines)
 
 
+def invocation(command: str, drop: tuple[str, ...] = ()) -> str | None:
+    """This process's ``kvgym ...`` command line when it runs ``command`` (None otherwise, e.g.
+    when ``kvgym.cli.main`` is called from Python), for artifacts that name the command; the
+    display-only flags in ``drop`` (which change no result) are left out."""
+    import shlex
+    import sys
+
+    argv = sys.argv[1:]
+    return "kvgym " + shlex.join(a for a in argv if a not in drop) if argv[:1] == [command] else None
+
+
 def stop_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so a killed sweep still stops its workers cleanly
     (finished cells are already on disk; every file is written atomically)."""
@@ -56,10 +67,3 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise)
     except ValueError:  # not the main thread
         pass
-
-
-def command_line(args, program: str = "kvgym", drop: tuple[str, ...] = ("--quiet",)) -> str:
-    """The command as typed (``args.argv``, set by :func:`kvgym.cli.main`), minus display-only flags."""
-    import shlex
-
-    return shlex.join([program] + [a for a in getattr(args, "argv", []) if a not in drop])

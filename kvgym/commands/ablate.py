@@ -11,7 +11,7 @@ def _cmd(args) -> int:
 
     stop_on_sigterm()
     from kvgym.bench.ablation import AblateConfig, markdown, parse_grid, run_ablation  # noqa: F401
-    from kvgym.bench.cli_common import command_line, csv_list, int_list
+    from kvgym.bench.cli_common import csv_list, int_list, invocation
     from kvgym.bench.config import load_config
 
     grid = parse_grid(args.grid) if args.grid else None
@@ -19,7 +19,7 @@ def _cmd(args) -> int:
                       scenarios=csv_list(args.scenarios), workloads=csv_list(args.workloads),
                       seeds=int_list(args.seeds), backend=args.backend, workers=args.workers, out=args.out,
                       plots=False if args.no_plots else None, progress=False if args.quiet else None)
-    command = command_line(args, drop=("--quiet", "--no-plots"))  # display flags change no result
+    command = invocation("ablate", drop=("--quiet", "--no-plots")) or "kvgym ablate"
     res, agg = run_ablation(cfg, command, log=lambda m: print(m, file=sys.stderr))
     keys = list(agg["grid"])
     print(f"{'  '.join(keys)}  latency_ms (mean ± std)  hit_rate (mean ± std)")

@@ -7,7 +7,7 @@ import sys
 
 
 def _cmd(args) -> int:
-    from kvgym.bench.cli_common import command_line, stop_on_sigterm
+    from kvgym.bench.cli_common import invocation, stop_on_sigterm
 
     stop_on_sigterm()
     from kvgym.bench import leaderboard
@@ -18,7 +18,7 @@ def _cmd(args) -> int:
     cfg = load_config(SweepConfig, args.config, args.sets, base=DEFAULT_SWEEP, out=args.out, backend=args.backend,
                       workers=args.workers, progress=False if args.quiet else None)
     res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr), title="Leaderboard: the default sweep",
-                    command=command_line(args))
+                    command=invocation("demo", drop=("--quiet",)))
     print(leaderboard.terminal(res.board))
     print(f"wrote {res.out}/: results.csv, results.parquet, summary.json, leaderboard.md, plots/, manifest.json "
           f"({len(res.cells)} cells, {res.ran} run, {res.reused} reused, {res.wall_s:.1f} s wall)")

@@ -7,7 +7,7 @@ import sys
 
 
 def _cmd(args) -> int:
-    from kvgym.bench.cli_common import command_line, stop_on_sigterm
+    from kvgym.bench.cli_common import invocation, stop_on_sigterm
 
     stop_on_sigterm()
     from kvgym.bench import leaderboard
@@ -20,7 +20,7 @@ def _cmd(args) -> int:
                       policies=csv_list(args.policies), agents=csv_list(args.agents), seeds=int_list(args.seeds),
                       backend=args.backend, workers=args.workers, out=args.out,
                       plots=False if args.no_plots else None, progress=False if args.quiet else None)
-    res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr), command=command_line(args, drop=("--quiet", "--no-plots")))
+    res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr), command=invocation("sweep", drop=("--quiet", "--no-plots")))
     print(leaderboard.terminal(res.board))
     print(f"wrote {res.out}/ (results.csv, results.parquet, summary.json, leaderboard.md, report.html"
           f"{', plots/' if cfg.plots else ''}, manifest.json): {len(res.cells)} cells, {res.ran} run, "

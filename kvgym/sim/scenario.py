@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 
 import numpy as np
 
 from kvgym.errors import ConfigError, SimulationError
 from kvgym.sim.quant import Quantization, quantization
-from kvgym.sim.tiers import ComputeModel, Tier, profile
+from kvgym.sim.tiers import ComputeModel, Link, Tier, make_link, profile
 from kvgym.traces.format import PageTable
 
 COST_MODELS = ("serial", "overlap")
@@ -165,21 +166,31 @@ class Setup:
     def backing(self) -> int:
         return self.scenario.backing_tier % len(self.tiers)
 
+    @cached_property
+    def _links(self) -> dict[tuple[int, int], Link]:
+        curves = profile(self.scenario.profile).curves
+        n = len(self.tiers)
+        return {(a, b): make_link(self.tiers, curves, a, b) for a in range(n) for b in range(n) if a != b}
+
+    def link(self, src: int, dst: int) -> Link:
+        """The copy-time model from tier ``src`` to tier ``dst`` (see :mod:`kvgym.sim.tiers`)."""
+        return self._links[src, dst]
+
     def check_steps(self, step: np.ndarray, page: np.ndarray, source: str = "trace") -> None:
-        """Raise if one step's distinct pages alone overflow tier 0 (they are all pinned)."""
-        if len(step) == 0:
-            return
-        order = np.lexsort((page, step))
-        s, p = step[order], page[order]
-        first = np.ones(len(s), bool)
-        first[1:] = (s[1:] != s[:-1]) | (p[1:] != p[:-1])
-        s, p = s[first], p[first]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        need = np.add.reduceat(self.page_bytes[p], starts)
+        """Raise if one step's distinct pages alone overflow tier 0 (they are all pinned).
+
+        ``step`` must be non-decreasing and ``page`` inside the page table (the loader checks both).
+        One pass in compiled code (:mod:`kvgym.sim.cengine`), so it is cheap next to a run.
+        """
+        from kvgym.sim import _engine
+
         cap = self.tiers[0].capacity_bytes
-        if cap is not None and (bad := np.flatnonzero(need > cap)).size:
-            b = int(bad[0])
-            raise SimulationError(f"{source}: step {int(s[starts[b]])} needs {int(need[b])} bytes of distinct pages "
+        if cap is None or len(step) == 0:
+            return
+        bad = _engine.check_steps(np.ascontiguousarray(step, np.int64), np.ascontiguousarray(page, np.int64),
+                                  np.ascontiguousarray(self.page_bytes, np.int64), int(cap))
+        if bad is not None:
+            raise SimulationError(f"{source}: step {bad[0]} needs {bad[1]} bytes of distinct pages "
                                   f"at once, more than tier 0 {self.tiers[0].name!r} holds ({cap} bytes)")
 
     def to_dict(self) -> dict:
