@@ -4,6 +4,7 @@ wheel carries every shipped data file."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -33,10 +34,13 @@ def test_make_demo_installs_the_core_only_and_writes_runs(tmp_path):
 
 def test_make_test_installs_its_extras_and_requires_them(tmp_path):
     out = dry_run("test", tmp_path)
+    [extras] = re.findall(r"-e '\.\[([\w,]+)\]'", out)
+    assert {"agents", "dev", "hf"} <= set(extras.split(","))
     torch_at = out.index("pip install -q --disable-pip-version-check torch==2.13.0")
-    assert torch_at < out.index("-e '.[agents,dev,hf]'")  # the pinned CPU torch first
+    assert torch_at < out.index(f"-e '.[{extras}]'")  # the pinned CPU torch first
     assert "apt-get install" in out and "chromium" in out
-    assert "KVGYM_REQUIRE_EXTRAS=agents,dev,hf,browser" in out and "pytest" in out
+    # Every extra it installs (and the browser) is required: a missing one fails, never skips.
+    assert f"KVGYM_REQUIRE_EXTRAS={extras},browser" in out and "pytest" in out
 
 
 def test_the_demo_folder_is_ignored_by_git():

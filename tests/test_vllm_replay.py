@@ -20,7 +20,7 @@ except VllmMissing as e:
     missing("vllm", str(e))  # a skip naming the extra, or a failure where make test installed it
 
 from kvgym.cli import main
-from kvgym.integrations.vllm_peer import peer_counts, resolve_capacity
+from kvgym.integrations.vllm_peer import peer_counts, resolve_capacity, synthetic_trace
 from kvgym.integrations.vllm_replay import BlockRequests, VllmCounts, from_mooncake, replay_vllm
 
 FOUR = [[1, 2, 3], [1, 2, 4, 5], [6, 7, 8], [9, 6]]
@@ -128,12 +128,11 @@ def test_bad_input_one_line(tmp_path, capsys):
     assert len(err) == 1 and "missing.jsonl: no such file" in err[0]
 
 
-@pytest.mark.shared
-def test_peer_counts_on_the_synthetic_trace(shared_dir):
+def test_peer_counts_on_the_synthetic_trace():
     """Pinned: vLLM's LRU at 10% of the synthetic trace's 40,148 distinct full blocks. vLLM's LRU
     evicts a request's blocks tail first, so its cache stays prefix-closed: every recomputed
     block is stored (misses == stores); ARC's is not (it stores fewer)."""
-    path = shared_dir / "traces/mooncake_fast25_synthetic_trace.jsonl"
+    path = synthetic_trace()
     req = from_mooncake(path)
     assert resolve_capacity("10%", req) == 4015
     lru = peer_counts(path, 4015, "lru", 1)

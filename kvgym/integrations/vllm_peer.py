@@ -21,17 +21,16 @@ from kvgym.bench.artifacts_io import write_text_atomic
 from kvgym.errors import ConfigError, TraceError
 from kvgym.integrations.vllm_replay import BlockRequests, VllmCounts, from_mooncake, replay_vllm
 
-SYNTHETIC_FILE = "mooncake_fast25_synthetic_trace.jsonl"
-# Shared data beside the repository; a user's clone has none (pass a path there).
-_SYNTHETIC = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / SYNTHETIC_FILE
-
 
 def synthetic_trace() -> Path:
-    """Path of the Mooncake FAST'25 synthetic trace (3,993 requests)."""
-    if not _SYNTHETIC.is_file():
-        raise TraceError(f"{_SYNTHETIC}: the Mooncake synthetic trace is not there; fetch it "
+    """Path of the Mooncake FAST'25 synthetic trace (3,993 requests), shipped with kvgym."""
+    from kvgym.bundled import mooncake_synthetic
+
+    path = mooncake_synthetic()
+    if not path.is_file():
+        raise TraceError(f"{path}: the Mooncake synthetic trace is not there; fetch it "
                          "(`kvgym trace fetch mooncake-synthetic`) and pass its path")
-    return _SYNTHETIC
+    return path
 
 
 def distinct_blocks(req: BlockRequests) -> int:
