@@ -185,6 +185,7 @@ class EvictEnv(gym.Env):
         self._setups: dict = {}
         self._history: deque = deque(maxlen=self.cfg.history)
         self.belady_stats = [0, 0]  # [decisions checked, Belady's victim shown]
+        self._buffers = None  # observation arrays to write into (set by the vector env)
 
     # -- agents that act through a policy ----------------------------------------------------
     def attach_policy(self, factory) -> None:
@@ -229,7 +230,8 @@ class EvictEnv(gym.Env):
         self.policy = self._policy_factory() if self._policy_factory is not None else None
         sim = Episode(setup, step, page, weight, k=self.cfg.k, sample=self.cfg.sample, seed=ep_seed,
                       regret_horizon=self.cfg.regret_horizon, diagnostics=self.cfg.diagnostics,
-                      prefetch_decisions=self._prefetch_decisions, policy=self.policy, prefetcher=pre)
+                      prefetch_decisions=self._prefetch_decisions, policy=self.policy, prefetcher=pre,
+                      buffers=self._buffers)
         self._sim = sim
         self.trace_label = drawn.label
         self.window = (start, stop)
