@@ -115,9 +115,9 @@ class PPOAgent(_Base):
 
 
 def write_manifest(folder, manifest: dict) -> Path:
-    from kvgym.bench.artifacts_io import write_json_atomic
+    from kvgym.files import write_json
 
-    return write_json_atomic(Path(folder) / MANIFEST, {"format": FORMAT, **manifest})
+    return write_json(Path(folder) / MANIFEST, {"format": FORMAT, **manifest})
 
 
 #: ``zoo:NAME`` names the agent folder ``NAME`` of the model zoo (relative to the current folder).

@@ -297,7 +297,8 @@ def manifest_for(args: PPOArgs) -> dict:
 
 def train(args: PPOArgs, out: str | Path | None = None, log=print) -> dict:
     """Train per ``args``; with ``out``, write the agent folder (see :mod:`kvgym.agents.agent`)."""
-    from kvgym.agents.common import atomic_write_bytes, seed_everything
+    from kvgym.agents.common import seed_everything
+    from kvgym.files import atomic_write
 
     t0 = time.perf_counter()
     seed_everything(args.seed)
@@ -337,13 +338,13 @@ def train(args: PPOArgs, out: str | Path | None = None, log=print) -> dict:
                "parameters": int(sum(p.numel() for p in model.policy.parameters()))}
     if out is not None:
         from kvgym.agents.agent import write_manifest
-        from kvgym.bench.artifacts_io import write_json_atomic
+        from kvgym.files import write_json
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "model.zip", lambda tmp: _save_zip(model, tmp))
-        write_json_atomic(out / "config.json", {"algo": "ppo", "args": args.to_dict()})
-        write_json_atomic(out / "metrics.json", metrics)
+        atomic_write(out / "model.zip", lambda tmp: _save_zip(model, tmp))
+        write_json(out / "config.json", {"algo": "ppo", "args": args.to_dict()})
+        write_json(out / "metrics.json", metrics)
         write_manifest(out, manifest)
     venv.close()
     eval_env.close()

@@ -27,7 +27,7 @@ from kvgym.sim.policy import Policy, check_param, register_policy
 class Clock(Policy):
     def __init__(self, bits: int = 1):
         self.bits = int_param("clock", "bits", bits, 1)
-        check_param("clock", "bits", bits, self.bits <= 16, "must be <= 16")
+        check_param("clock", "bits", bits, self.bits <= 16, "an int in [1, 16]")
         self.max_count = (1 << self.bits) - 1
 
     def bind(self, ctx) -> None:

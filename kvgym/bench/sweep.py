@@ -33,12 +33,12 @@ from pathlib import Path
 
 from kvgym import __version__
 from kvgym.bench import leaderboard, plots
-from kvgym.bench.artifacts_io import write_json_atomic
 from kvgym.bench.backends import BACKENDS, batches
 from kvgym.bench.cells import Cell, expand
 from kvgym.bench.config import SweepConfig
 from kvgym.bench.results import write_results
 from kvgym.errors import KvgymError
+from kvgym.files import write_json
 
 PACKAGES = ("numpy", "numba", "pandas", "pyarrow", "matplotlib", "gymnasium", "scipy", "tqdm", "ray",
             "torch", "stable-baselines3", "sb3-contrib")
@@ -148,7 +148,7 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
             if rec.get("status") == "error":
                 errors.append(f"{rec['scenario']} / {rec['source']} / {rec['policy']} / seed {rec['seed']}: {rec['error']}")
                 continue
-            write_json_atomic(_cell_path(cells_dir, by_id[cell_id]),
+            write_json(_cell_path(cells_dir, by_id[cell_id]),
                               {"cell": by_id[cell_id].to_dict(), "record": rec, "wall_s": round(wall, 6)})
             done[cell_id] = rec
             ran += 1
@@ -162,7 +162,7 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
     if cfg.plots:
         plots.write_all(records, out)
     wall = time.perf_counter() - t0
-    write_json_atomic(out / "manifest.json", {
+    write_json(out / "manifest.json", {
         "format": "kvgym-sweep-manifest/1", "kvgym_version": __version__, "git_commit": git_commit(),
         "packages": package_versions(), "machine": machine(), "config": cfg.to_dict(),
         "config_hash": cfg.config_hash(), "cells": len(cells), "cells_run": ran,

@@ -10,10 +10,10 @@ import argparse
 
 
 def _cmd(args) -> int:
-    from kvgym.bench.artifacts_io import write_json_atomic
     from kvgym.bench.cells import expand, run_cell
     from kvgym.bench.cli_common import csv_list, int_list
     from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.files import write_json
 
     keys = _keys(args)
     base = {"scenarios": ["h200_10pct_fp16_no_prefetch"], "workloads": ["streaming"], "policies": ["lru"],
@@ -37,7 +37,7 @@ def _cmd(args) -> int:
         if r["status"] != "ok":
             print(f"{r['scenario']} / {r['source']}: {r['status']}: {r['error']}")
     if args.json:
-        write_json_atomic(args.json, {"config": cfg.result_dict(), "records": recs})
+        write_json(args.json, {"config": cfg.result_dict(), "records": recs})
         print(f"wrote {args.json}")
     return 0
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 
 def _cmd(args) -> int:
+    from kvgym.files import write_text
     from kvgym.oracle.bounds import oracle_bounds
     from kvgym.oracle.inputs import resolve_scenario, resolve_trace
     from kvgym.oracle.plots import plot_mrc
-    from kvgym.oracle.report import write_text
 
     scenario = resolve_scenario(args.scenario)
     trace, label = resolve_trace(args.trace, seed=args.seed)

@@ -61,9 +61,9 @@ def cmd_run(args) -> int:
             v = f"{v:,}"
         print(f"  {k:<{width}}  {v}")
     if args.json:
-        from kvgym.bench.artifacts_io import write_json_atomic
+        from kvgym.files import write_json
 
-        write_json_atomic(args.json, {"scenario": scen.to_dict(), "trace": args.trace, "policy": args.policy,
+        write_json(args.json, {"scenario": scen.to_dict(), "trace": args.trace, "policy": args.policy,
                                       "metrics": d})
     return 0
 

@@ -9,12 +9,10 @@ saves everything as JSON. Definitions: :mod:`kvgym.traces.stats`.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from kvgym.errors import ConfigError
+from kvgym.files import write_json
 from kvgym.traces.stats import DEFAULT_REUSE_LIMIT, DEFAULT_TOPK
 
 
@@ -82,20 +80,6 @@ def format_stats(name: str, st: dict, att: dict | None) -> str:
     return "\n".join(lines)
 
 
-def _atomic_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def compute(trace, *, reuse_limit: int, ks) -> tuple[dict, dict | None]:
     """Stats and attention stats, with per-access request ids when the generator provides them."""
     from kvgym.traces.stats import attention_stats, trace_stats
@@ -121,7 +105,7 @@ def run(args) -> int:
     print(format_stats(name, st, att))
     if args.json:
         out = {"trace": name, "meta": trace.meta, "stats": st, "attention": att}
-        _atomic_json(out, Path(args.json))
+        write_json(args.json, out, indent=1)
         print(f"wrote {args.json}")
     if args.plot:
         lim = len(trace) if args.reuse_limit == 0 else min(len(trace), args.reuse_limit)

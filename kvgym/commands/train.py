@@ -37,7 +37,7 @@ def train_one(algo: str, config=None, sets=(), out=None, test: bool = True, log=
     """Train one agent into ``out`` (default ``artifacts/agents/<algo>-s<seed>``); returns the folder."""
     from kvgym.agents.common import load_args
     from kvgym.agents.evaluation import heldout
-    from kvgym.bench.artifacts_io import write_json_atomic
+    from kvgym.files import write_json
 
     args = load_args(_args_class(algo), config, sets)
     folder = Path(out) if out else Path(DEFAULT_ZOO) / f"{algo}-s{args.seed}"
@@ -51,7 +51,7 @@ def train_one(algo: str, config=None, sets=(), out=None, test: bool = True, log=
 
         h = heldout(load_agent(folder), args)
         h.update(agent=folder.name, algo=algo, seed=args.seed, train_time_s=m["train_time_s"])
-        write_json_atomic(folder / "heldout.json", h)
+        write_json(folder / "heldout.json", h)
         mg = h["mean_gap_closed"]
         log(f"held-out test split: mean gap closed {'-' if mg is None else f'{mg:.1f}%'} over "
             f"{len(h['traces']) - len(h['traces_without_gap'])} traces -> {folder / 'heldout.json'}")

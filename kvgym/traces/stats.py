@@ -19,13 +19,12 @@ tools (e.g. the real-model capture) can compare traces.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from kvgym.files import atomic_write
 from kvgym.sim.quant import SCHEMES
 from kvgym.traces.format import Trace
 
@@ -234,17 +233,9 @@ def plot_stats(trace: Trace, out: str | Path, *, title: str | None = None, dist:
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
-    os.close(fd)
     try:
         # No timestamp or version in the PNG, so identical inputs give identical bytes.
-        fig.savefig(tmp, dpi=90, format="png", metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a plot is a shareable artifact
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png", metadata={"Software": None}), "plot")
     finally:
         plt.close(fig)
     return out

@@ -1,0 +1,129 @@
+"""Writing output files safely: the one place kvgym creates files.
+
+Every file is written to a temporary file in its own folder, then renamed into place with
+``os.replace``, so a reader sees either the old file or the complete new one, never a partial
+one. The temporary is named ``.NAME.<random>.kvgym-tmp``: a writer killed with SIGKILL leaves at
+most such a file, which :func:`remove_temporaries` recognises by name (and nothing else).
+
+An output path that cannot be written (a directory, a folder that is a file, a read-only or
+missing location, a full disk) raises :class:`~kvgym.errors.OutputError`, one line naming the
+path, and leaves nothing behind. :func:`check_output` runs the same checks up front, so a
+command can refuse a bad path before it spends minutes computing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from kvgym.errors import OutputError
+
+TMP_SUFFIX = ".kvgym-tmp"
+#: Mode of every finished file (``mkstemp`` creates 0600; artifacts are meant to be shared).
+FILE_MODE = 0o644
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def check_output(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` as a Path if a file can be written there; else an :class:`OutputError`.
+
+    Checks, without creating anything: the path is not an existing folder, and its nearest
+    existing ancestor is a folder this process may write into.
+    """
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise OutputError(f"{what}: an empty path")
+    p = Path(text)
+    if p.is_dir():
+        raise OutputError(f"{what} {text}: is a folder; give a file path")
+    anc = p.parent
+    while not anc.exists():
+        if anc == anc.parent:
+            break
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise OutputError(f"{what} {text}: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {text}: folder {anc} is not writable")
+    return p
+
+
+def temp_path(path: Path) -> Path:
+    """A new, empty temporary file beside ``path`` (its folder is created if needed)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {_why(e)}") from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Give a finished temporary its final mode and rename it to ``path`` (atomic)."""
+    try:
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {_why(e)}") from None
+
+
+def atomic_write(path: str | os.PathLike, save: Callable[[Path], None], what: str = "output") -> Path:
+    """Write ``path`` atomically: ``save(tmp)`` fills a temporary file, which is then renamed.
+
+    On any error the temporary is removed and ``path`` is left as it was; an ``OSError`` becomes
+    an :class:`OutputError` naming ``path``.
+    """
+    path = check_output(path, what)
+    tmp = temp_path(path)
+    try:
+        save(tmp)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{what} {path}: cannot write ({_why(e)})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    publish(tmp, path)
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, what: str = "output") -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), what)
+
+
+def write_text(path: str | os.PathLike, text: str, what: str = "output") -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), what)
+
+
+def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2, what: str = "output") -> Path:
+    """``obj`` as sorted-key JSON plus a final newline (deterministic bytes for equal objects)."""
+    return write_text(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n", what)
+
+
+def temporary_of(name: str) -> str | None:
+    """The final file name whose temporary ``name`` is (``.FINAL.<random>.kvgym-tmp``), else None."""
+    if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return None
+    final, dot, rnd = name[1:-len(TMP_SUFFIX)].rpartition(".")
+    return final if dot and final and rnd else None
+
+
+def remove_temporaries(folder: Path, names: Iterable[str]) -> int:
+    """Remove the temporaries that writes of the final file names ``names`` left in ``folder``
+    (after a SIGKILL); other files, including other programs' temporaries, are kept."""
+    names = set(names)
+    n = 0
+    if folder.is_dir():
+        for f in folder.iterdir():
+            if temporary_of(f.name) in names and f.is_file():
+                f.unlink(missing_ok=True)
+                n += 1
+    return n
