@@ -1,4 +1,4 @@
-"""Writing output files safely: the one place kvgym creates files.
+"""Reading JSON input and writing output files safely: the one place kvgym creates files.
 
 Every file is written to a temporary file in its own folder, then renamed into place with
 ``os.replace``, so a reader sees either the old file or the complete new one, never a partial
@@ -9,6 +9,8 @@ An output path that cannot be written (a directory, a folder that is a file, a r
 missing location, a full disk) raises :class:`~kvgym.errors.OutputError`, one line naming the
 path, and leaves nothing behind. :func:`check_output` runs the same checks up front, so a
 command can refuse a bad path before it spends minutes computing.
+
+:func:`read_json` reads a JSON input file (a scenario, a config) with every failure as one line.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from kvgym.errors import OutputError
+from kvgym.errors import ConfigError, OutputError
 
 TMP_SUFFIX = ".kvgym-tmp"
 #: Mode of every finished file (``mkstemp`` creates 0600; artifacts are meant to be shared).
@@ -127,3 +129,33 @@ def remove_temporaries(folder: Path, names: Iterable[str]) -> int:
                 f.unlink(missing_ok=True)
                 n += 1
     return n
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(path: str | os.PathLike, what: str = "file"):
+    """A JSON file's value; any problem (missing, a folder, not UTF-8, not JSON, NaN/Infinity,
+    nested too deeply, an over-long number) is one :class:`ConfigError` line naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{what} {p}: not found")
+    if p.is_dir():
+        raise ConfigError(f"{what} {p}: is a folder, not a file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{what} {p}: cannot read ({_why(e)})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {p}: not UTF-8 text (bad byte at offset {e.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what} {p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {p}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # NaN/Infinity, or an integer with too many digits
+        raise ConfigError(f"{what} {p}: not valid JSON ({str(e).splitlines()[0][:120]})") from None

@@ -271,7 +271,7 @@ def run_cell(cell: Cell) -> dict:
     try:
         # The scenario was validated when it was made, so a ConfigError here is about this trace
         # (a page bigger than a tier): the cell is infeasible, like a step that overflows tier 0.
-        setup = cell.scenario.build(trace.pages)
+        setup = cell.scenario.build(trace.pages, [(trace.step, trace.page)])
         setup.check_steps(trace.step, trace.page, f"{cell.source.label} seed {cell.seed}")
     except (SimulationError, ConfigError) as e:
         rec.update(status="infeasible", error=str(e).splitlines()[0])

@@ -14,9 +14,10 @@ def _cmd(args) -> int:
     from kvgym.bench.cli_common import csv_list, int_list
     from kvgym.bench.config import SweepConfig, load_config
     from kvgym.files import write_json
+    from kvgym.sim.catalog import DEFAULT_NAME
 
     keys = _keys(args)
-    base = {"scenarios": ["h200_10pct_fp16_no_prefetch"], "workloads": ["streaming"], "policies": ["lru"],
+    base = {"scenarios": [DEFAULT_NAME], "workloads": ["streaming"], "policies": ["lru"],
             "oracle": "", "backend": "serial"}
     if args.trace or "traces" in keys:  # a trace file given: no default workload beside it
         base["workloads"] = []
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
         "eval", help="evaluate policies or agents on a scenario and trace, print the metrics",
         description="Score policies (registry names, with parameters in parentheses) or agents (policy:NAME "
                     "through the Gymnasium env, or a saved agent's path) on scenarios and workloads or trace "
-                    "files. Defaults: lru on streaming under h200_10pct_fp16_no_prefetch, seed 0.",
+                    "files. Defaults: lru on streaming under the 'default' scenario, seed 0.",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--policy", help="policy spec(s), comma-separated, or 'all'")

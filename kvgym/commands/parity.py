@@ -56,7 +56,7 @@ def run_record(cell, name: str, params: dict) -> dict:
     from kvgym.sim.engine import Engine
     from kvgym.traces.parity import parity_metrics
 
-    setup = cell.scenario.build(cell.trace.pages)
+    setup = cell.scenario.build(cell.trace.pages, [(cell.trace.step, cell.trace.page)])
     policy, prefetcher = runner(name, params)
     m = Engine(setup, policy, prefetcher).run(cell.trace)
     return parity_metrics(m, len(cell.trace), [t.name for t in setup.tiers])

@@ -45,7 +45,7 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
         page_arr = trace.page
     else:
         raise ConfigError(f"trace must be a Trace or a Parquet path, got {type(trace).__name__}")
-    setup = scenario.build(pages)
+    setup = scenario.build(pages, chunks())  # accesses are read only for an auto:F capacity
     if page_arr is not None:
         setup.check_steps(trace.step, trace.page)
     use_fast = not policy_params and fast.supports(policy, prefetcher, scenario)
