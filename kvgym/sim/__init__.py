@@ -23,13 +23,16 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
         prefetcher: name, object or None (only used when ``scenario.prefetch`` is on).
         engine: ``auto`` (fast path when possible), ``fast`` (error if unsupported) or ``reference``.
         chunk_rows: rows per chunk when reading a Parquet trace (bounded memory).
+
+    A trace file is checked as it is read (:mod:`kvgym.traces.parquet`), an in-memory trace by
+    :func:`~kvgym.traces.format.validate`, before anything is simulated.
     """
     from kvgym.errors import ConfigError
     from kvgym.sim import fast
     from kvgym.sim.context import Future
     from kvgym.sim.engine import Engine
     from kvgym.sim.policy import make_policy, make_prefetcher
-    from kvgym.traces.format import Trace
+    from kvgym.traces.format import Trace, validate
     from kvgym.traces.parquet import iter_chunks, read_pages
 
     if engine not in ("auto", "fast", "reference"):
@@ -40,6 +43,7 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
         chunks = lambda: iter_chunks(path, chunk_rows)
         page_arr = None
     elif isinstance(trace, Trace):
+        validate(trace)  # the engines index arrays by page id without bounds checks
         pages = trace.pages
         chunks = lambda: [(trace.step, trace.page, trace.weight)]
         page_arr = trace.page
