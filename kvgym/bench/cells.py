@@ -168,7 +168,7 @@ def runners_of(cfg: SweepConfig) -> list[tuple[PolicySpec | AgentSpec, bool]]:
         out.append((p, privileged))
     from kvgym.bench.specs import agent_digest
 
-    out += [(AgentSpec(str(a), agent_digest(str(a))), False) for a in cfg.agents]
+    out += [(AgentSpec(str(a), agent_digest(str(a)), cfg.trust_pickle), False) for a in cfg.agents]
     return out
 
 
@@ -240,7 +240,7 @@ def _run_agent(spec: AgentSpec, scenario: Scenario, trace, seed: int):
             from kvgym.agents import load_agent
         except ImportError:
             raise ConfigError(f"agent {spec.spec!r}: loading saved agents needs kvgym.agents (pip install -e '.[agents]')") from None
-        agent = load_agent(spec.spec)
+        agent = load_agent(spec.spec, trust_pickle=spec.trust_pickle)
     return evaluate(agent, scenario, trace, seed=seed)
 
 

@@ -36,7 +36,7 @@ from kvgym.bench.specs import parse_value, split_top
 from kvgym.errors import ConfigError
 
 BACKENDS = ("serial", "process", "ray")
-EXECUTION_KEYS = ("backend", "workers", "out", "plots", "progress", "ray_address", "fail_after")
+EXECUTION_KEYS = ("backend", "workers", "out", "plots", "progress", "ray_address", "fail_after", "trust_pickle")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class SweepConfig:
         progress: show the progress bar.
         ray_address: Ray cluster address (``None``: ``RAY_ADDRESS`` or a local Ray).
         fail_after: testing aid: raise after this many cells have been written (0 = never).
+        trust_pickle: allow agents saved as SB3 ``.zip`` files (pickles, which can run code when
+            loaded), each only if its sha256 matches the one recorded in its ``agent.json``.
     """
 
     name: str = "sweep"
@@ -84,6 +86,7 @@ class SweepConfig:
     progress: bool = True
     ray_address: str | None = None
     fail_after: int = 0
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         for f in ("scenarios", "workloads", "traces", "policies", "agents", "seeds"):

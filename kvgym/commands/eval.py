@@ -25,7 +25,8 @@ def _cmd(args) -> int:
         base["policies"] = []
     cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=csv_list(args.scenario),
                       workloads=csv_list(args.workload), traces=csv_list(args.trace),
-                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds))
+                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds),
+                      trust_pickle=True if args.trust_pickle else None)
     recs = [run_cell(c) for c in expand(cfg)]
     cols = ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
             "total_time_us", "tokens_per_s", "prefetch_usefulness"]
@@ -75,4 +76,7 @@ def register(subparsers) -> None:
     p.add_argument("--trace", help="trace file(s) (.parquet or parity cell .json)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
+    p.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
+                   help="allow agents saved as SB3 .zip files (pickles: they can run code when loaded), each only "
+                        "if its sha256 matches the one recorded in its agent.json")
     p.set_defaults(func=_cmd)
