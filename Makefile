@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is the local CPU wheel; anything else pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[agents,dev]'
+	$(BIN)/pip install -q -e '.[agents,dev,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)

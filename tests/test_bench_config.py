@@ -37,7 +37,7 @@ def test_json_file_and_config_hash_ignores_execution_keys(tmp_path):
 @pytest.mark.parametrize("sets, match", [
     (["colour=red"], r"unknown key 'colour'; valid: name, scenarios, workloads"),
     (["seeds=a,b"], r"seeds must be a non-empty list of ints"),
-    (["backend=mpi"], r"backend='mpi'; valid: serial, process, ray"),
+    (["backend=mpi"], r"backend='mpi' is invalid; valid: one of serial, process, ray"),
     (["workers=two"], r"--set workers=two: expected an integer"),
     (["plots=maybe"], r"expected true or false"),
     (["seeds"], r"expected key=value"),

@@ -191,8 +191,9 @@ def expand(cfg: SweepConfig) -> list[Cell]:
 _TRACES: OrderedDict = OrderedDict()
 
 
-def load_trace(src: SourceSpec, seed: int):
-    """The cell's trace; the last few are cached per process (cells sharing a trace run together)."""
+def load_trace(src: SourceSpec, seed: int, path: str | None = None):
+    """The cell's trace; the last few are cached per process (cells sharing a trace run together).
+    ``path``: where a file source's bytes are on this machine, when not at ``src.name``."""
     key = (json.dumps(src.to_dict(), sort_keys=True), seed if src.seeded else None)
     if key in _TRACES:
         _TRACES.move_to_end(key)
@@ -202,10 +203,10 @@ def load_trace(src: SourceSpec, seed: int):
         trace = make_trace(src.name, seed, **src.params)
     elif src.name.endswith(".json"):
         from kvgym.traces.parity import load_cell
-        trace = load_cell(src.name).trace
+        trace = load_cell(path or src.name).trace
     else:
         from kvgym.traces.parquet import read_trace
-        trace = read_trace(src.name)
+        trace = read_trace(path or src.name)
     _TRACES[key] = trace
     while len(_TRACES) > 3:
         _TRACES.popitem(last=False)
