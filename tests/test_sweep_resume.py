@@ -34,7 +34,9 @@ def _artifacts(out: Path) -> dict:
 
 
 def _partial_files(out: Path) -> list[Path]:
-    from kvgym.bench.sweep import LOCK_NAME  # the directory's lock file stays (an flock, not a partial file)
+    from kvgym.bench.sweep import (
+        LOCK_NAME,  # the directory's lock file stays (an flock, not a partial file)
+    )
 
     return [p for p in out.rglob("*") if (p.name.startswith(".") and p.name != LOCK_NAME) or p.suffix == ".tmp"]
 

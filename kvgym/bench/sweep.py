@@ -45,8 +45,7 @@ from kvgym.bench.cells import Cell, expand
 from kvgym.bench.config import SweepConfig
 from kvgym.bench.results import write_results
 from kvgym.errors import KvgymError, OutputError
-from kvgym.files import remove_temporaries
-from kvgym.files import write_json
+from kvgym.files import remove_temporaries, write_json
 
 PACKAGES = ("numpy", "numba", "pandas", "pyarrow", "matplotlib", "gymnasium", "scipy", "tqdm", "ray",
             "torch", "stable-baselines3", "sb3-contrib")
