@@ -159,3 +159,27 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         raise ConfigError(f"{what} {p}: not valid JSON (nested too deeply)") from None
     except ValueError as e:  # NaN/Infinity, or an integer with too many digits
         raise ConfigError(f"{what} {p}: not valid JSON ({str(e).splitlines()[0][:120]})") from None
+
+
+def check_outputs(*paths, what: str = "output") -> None:
+    """:func:`check_output` for each path given (``None`` skipped), before a command does any work,
+    so a bad path fails first and no earlier output of the same command is left behind."""
+    for p in paths:
+        if p is not None:
+            check_output(p, what)
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` as a Path if files can be written into it (it may not exist yet); else one line."""
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise OutputError(f"{what}: an empty path")
+    p = Path(text)
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise OutputError(f"{what} {text}: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {text}: folder {anc} is not writable")
+    return p

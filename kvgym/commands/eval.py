@@ -13,9 +13,11 @@ def _cmd(args) -> int:
     from kvgym.bench.cells import expand, run_cell
     from kvgym.bench.cli_common import csv_list, int_list
     from kvgym.bench.config import SweepConfig, load_config
-    from kvgym.files import write_json
+    from kvgym.files import check_output, write_json
     from kvgym.sim.catalog import DEFAULT_NAME
 
+    if args.json:
+        check_output(args.json, "--json")
     keys = _keys(args)
     base = {"scenarios": [DEFAULT_NAME], "workloads": ["streaming"], "policies": ["lru"],
             "oracle": "", "backend": "serial"}

@@ -13,12 +13,17 @@ from pathlib import Path
 
 
 def _cmd(args) -> int:
-    from kvgym.files import write_text
+    from kvgym.files import check_output_dir, write_text
     from kvgym.oracle.bounds import oracle_bounds
     from kvgym.oracle.inputs import resolve_trace
     from kvgym.oracle.plots import plot_mrc
+    from kvgym.params import need_int, need_num
     from kvgym.sim.catalog import resolve_scenario
 
+    need_int("oracle", "--lp-max", args.lp_max, 0)
+    if args.fetch_time is not None:
+        need_num("oracle", "--fetch-time", args.fetch_time, 0.0, lo_open=True)
+    check_output_dir(args.out, "--out")
     scenario = resolve_scenario(args.scenario)
     trace, label = resolve_trace(args.trace, seed=args.seed)
     rep = oracle_bounds(trace, scenario, label=label, lp_max=args.lp_max, fetch_time=args.fetch_time)

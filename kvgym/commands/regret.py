@@ -15,12 +15,18 @@ import shlex
 
 def _cmd(args) -> int:
     from kvgym.bench.specs import PolicySpec
+    from kvgym.files import check_output_dir
     from kvgym.oracle.inputs import resolve_trace
     from kvgym.oracle.regret import analyze
     from kvgym.oracle.report import write_report
+    from kvgym.params import need_int
     from kvgym.sim.catalog import resolve_scenario
     from kvgym.sim.policy import make_policy, make_prefetcher
 
+    need_int("regret", "--top", args.top, 0)
+    if args.window is not None:
+        need_int("regret", "--window", args.window, 1)
+    check_output_dir(args.out, "--out")
     scenario = resolve_scenario(args.scenario)
     specs = [PolicySpec.parse(p).resolve("none") for p in args.policy]
     results = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kvgym.errors import ConfigError
-from kvgym.files import write_json
+from kvgym.files import check_outputs, write_json
 from kvgym.traces.stats import DEFAULT_REUSE_LIMIT, DEFAULT_TOPK
 
 
@@ -104,6 +104,7 @@ def run(args) -> int:
     ks = parse_topk(args.topk)
     if args.heat_layer not in ("auto", "all") and not args.heat_layer.isdigit():
         raise ConfigError(f"--heat-layer expects an int >= 0, 'all' or 'auto', got {args.heat_layer!r}")
+    check_outputs(args.json, args.plot)
     trace = read_trace(args.file)
     st, att = compute(trace, reuse_limit=args.reuse_limit, ks=ks)
     name = Path(args.file).name

@@ -164,6 +164,8 @@ def _check_header(header: dict, path) -> dict:
 
 
 def _open(path: str | Path) -> tuple[Path, pq.ParquetFile, dict]:
+    if not str(path).strip():
+        raise TraceError("trace: an empty path")
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file" if not path.exists() else f"{path}: not a file")
