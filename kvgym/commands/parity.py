@@ -21,7 +21,6 @@ prefetch phase is a no-op, as in the original (whose other policies propose noth
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
