@@ -20,10 +20,18 @@ from kvgym import __version__
 from kvgym.errors import KvgymError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``kvgym run: error: ... (see kvgym run --help)``), like
+    every other kvgym error; subcommand parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import kvgym.commands as pkg
 
-    parser = argparse.ArgumentParser(prog="kvgym", description="KV-cache hierarchy simulator and Gymnasium environments.")
+    parser = Parser(prog="kvgym", description="KV-cache hierarchy simulator and Gymnasium environments.")
     parser.add_argument("--version", action="version", version=f"kvgym {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
