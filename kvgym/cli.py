@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        command = f"kvgym {args.command}" if getattr(args, "command", None) else command
+        words = [getattr(args, k, None) for k in ("command", "trace_command", "train_command")]
+        command = " ".join(["kvgym", *(w for w in words if w)])
         if not getattr(args, "func", None):
             parser.print_help()
             return 1
