@@ -198,8 +198,8 @@ def test_truncated_or_garbage_files_are_one_line(trace_file, capsys, cut, which)
     ("fp16_bytes", "4096", "column 'fp16_bytes' must be an integer column, got string"),
     ("layer", 2**32 + 1, "column 'layer', row 3: 4294967297 is outside [-2147483648, 2147483647]"),
     ("fp16_bytes", 2**62, "column 'fp16_bytes', row 3: page bytes must be <= 2**40, got 4611686018427387904"),
-    ("token_start", 2**63, "column 'token_start', row 3: 9223372036854775808 is outside [-9223372036854775808, "
-                           "9223372036854775807]"),
+    ("token_start", 2**63,
+     "column 'token_start', row 3: 9223372036854775808 is outside [-9223372036854775808, 9223372036854775807]"),
 ])
 def test_bad_page_values_are_refused(trace_file, capsys, column, value, message):
     pp = pages_path(trace_file)
