@@ -288,7 +288,8 @@ def _check_argv(case, trace: str) -> None:
         if cmd == "regret" and "--policy" not in argv:
             argv += ["--policy", "lru"]
         before = {str(p.relative_to(d)) for p in d.rglob("*")}
-        rc, _, _ = cli(argv, "cli")
+        with contextlib.chdir(d):  # relative output paths land in the case's own folder
+            rc, _, _ = cli(argv, "cli")
         if rc != 0:
             assert _left(d, before) == [], argv
         assert (d / "FILE").read_text() == "keep"

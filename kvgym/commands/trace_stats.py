@@ -60,7 +60,7 @@ def format_stats(name: str, st: dict, att: dict | None) -> str:
          f"sequences {st['sequences']:,}, layers {st['layers']:,}"),
         "footprint of distinct pages: " + " | ".join(f"{k} {human_bytes(v)}" for k, v in fp.items()),
         ("feasible tier-0 capacity (auto:0 .. auto:1; below it a step's pinned pages do not fit, at its top "
-         "nothing is evicted): " + " | ".join(f"{k} {human_bytes(st['tier0_min_bytes'][k])} .. {human_bytes(v)}"
+         "nothing is evicted): " + " | ".join(f"{k} {st['tier0_min_bytes'][k]:,} .. {v:,} bytes"
                                                for k, v in fp.items())),
         "page table (the base of 'N%' capacities): " + " | ".join(f"{k} {human_bytes(v)}"
                                                                   for k, v in st["table_bytes"].items()),
