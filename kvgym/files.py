@@ -32,6 +32,17 @@ def _why(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
+def _writable_from(text: str, start: Path, what: str) -> None:
+    """The nearest existing ancestor of ``start`` (itself included) is a folder we may write into."""
+    anc = start
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise OutputError(f"{what} {text}: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {text}: folder {anc} is not writable")
+
+
 def check_output(path: str | os.PathLike, what: str = "output") -> Path:
     """``path`` as a Path if a file can be written there; else an :class:`OutputError`.
 
@@ -44,15 +55,7 @@ def check_output(path: str | os.PathLike, what: str = "output") -> Path:
     p = Path(text)
     if p.is_dir():
         raise OutputError(f"{what} {text}: is a folder; give a file path")
-    anc = p.parent
-    while not anc.exists():
-        if anc == anc.parent:
-            break
-        anc = anc.parent
-    if anc.exists() and not anc.is_dir():
-        raise OutputError(f"{what} {text}: {anc} is a file, not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {text}: folder {anc} is not writable")
+    _writable_from(text, p.parent, what)
     return p
 
 
@@ -174,12 +177,5 @@ def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Pa
     text = os.fspath(path)
     if not str(text).strip():
         raise OutputError(f"{what}: an empty path")
-    p = Path(text)
-    anc = p
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    if anc.exists() and not anc.is_dir():
-        raise OutputError(f"{what} {text}: {anc} is a file, not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {text}: folder {anc} is not writable")
-    return p
+    _writable_from(text, Path(text), what)
+    return Path(text)

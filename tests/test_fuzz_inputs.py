@@ -126,17 +126,14 @@ def _check_pair(pair_bytes, case) -> None:
             assert _left(d, before) == []
 
 
-@_settings(SMALL)
-@given(mutation)
-def test_fuzz_parquet_pairs(pair_bytes, case):
-    _check_pair(pair_bytes, case)
+@pytest.mark.parametrize("n", [SMALL, pytest.param(LARGE, marks=pytest.mark.slow)])
+def test_fuzz_parquet_pairs(pair_bytes, n):
+    @_settings(n)
+    @given(mutation)
+    def case(c):
+        _check_pair(pair_bytes, c)
 
-
-@pytest.mark.slow
-@_settings(LARGE)
-@given(mutation)
-def test_fuzz_parquet_pairs_large(pair_bytes, case):
-    _check_pair(pair_bytes, case)
+    case()
 
 
 # -- scenario JSON ------------------------------------------------------------------------------
@@ -188,17 +185,14 @@ def _check_scenario(tiny_trace, data: bytes) -> None:
             assert _left(Path(d), before) == []
 
 
-@_settings(SMALL * 2)
-@given(raw_file)
-def test_fuzz_scenario_json(tiny_trace, data):
-    _check_scenario(tiny_trace, data)
+@pytest.mark.parametrize("n", [SMALL * 2, pytest.param(LARGE, marks=pytest.mark.slow)])
+def test_fuzz_scenario_json(tiny_trace, n):
+    @_settings(n)
+    @given(raw_file)
+    def case(c):
+        _check_scenario(tiny_trace, c)
 
-
-@pytest.mark.slow
-@_settings(LARGE)
-@given(raw_file)
-def test_fuzz_scenario_json_large(tiny_trace, data):
-    _check_scenario(tiny_trace, data)
+    case()
 
 
 # -- Mooncake lines -----------------------------------------------------------------------------
@@ -232,17 +226,14 @@ def _check_mooncake(lines) -> None:
             assert _left(d, before) == []
 
 
-@_settings(SMALL)
-@given(mooncake_file)
-def test_fuzz_mooncake_lines(lines):
-    _check_mooncake(lines)
+@pytest.mark.parametrize("n", [SMALL, pytest.param(LARGE, marks=pytest.mark.slow)])
+def test_fuzz_mooncake_lines(n):
+    @_settings(n)
+    @given(mooncake_file)
+    def case(c):
+        _check_mooncake(c)
 
-
-@pytest.mark.slow
-@_settings(LARGE)
-@given(mooncake_file)
-def test_fuzz_mooncake_lines_large(lines):
-    _check_mooncake(lines)
+    case()
 
 
 # -- command-line arguments ---------------------------------------------------------------------
@@ -290,22 +281,19 @@ def _check_argv(case, trace: str) -> None:
         before = {str(p.relative_to(d)) for p in d.rglob("*")}
         with contextlib.chdir(d):  # relative output paths land in the case's own folder
             rc, _, _ = cli(argv, "cli")
-        if rc != 0:
+        if rc != 0:  # refused: nothing new, and the user's file untouched (a command may overwrite it when it succeeds)
             assert _left(d, before) == [], argv
-        assert (d / "FILE").read_text() == "keep"
+            assert (d / "FILE").read_bytes() == b"keep", argv
 
 
-@_settings(SMALL * 2)
-@given(argv_case)
-def test_fuzz_cli_arguments(tiny_trace, case):
-    _check_argv(case, tiny_trace)
+@pytest.mark.parametrize("n", [SMALL * 2, pytest.param(LARGE, marks=pytest.mark.slow)])
+def test_fuzz_cli_arguments(tiny_trace, n):
+    @_settings(n)
+    @given(argv_case)
+    def case(c):
+        _check_argv(c, tiny_trace)
 
-
-@pytest.mark.slow
-@_settings(LARGE)
-@given(argv_case)
-def test_fuzz_cli_arguments_large(tiny_trace, case):
-    _check_argv(case, tiny_trace)
+    case()
 
 
 def test_the_checker_fails_on_a_traceback(monkeypatch):

@@ -21,6 +21,8 @@ A few hundred configurations in the default run; ``-m slow`` runs 2,500.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def random_case(seed: int):
     trace = Trace.from_pages(np.array(page), pages, steps=np.array(step), weight=weight)
     prof = str(rng.choice(sorted(profiles())))
     n = len(profile(prof).tiers)
-    largest_step = int(max(len(set(page[i] for i in np.flatnonzero(np.array(step) == s))) for s in range(steps)))
+    largest_step = int(max(len({page[i] for i in np.flatnonzero(np.array(step) == s)}) for s in range(steps)))
     tier0 = rng.choice(["auto", "pages", "share"])
     if tier0 == "auto":
         cap0 = f"auto:{rng.random():.3f}"
@@ -107,7 +109,7 @@ def check_case(seed: int) -> str:
     bounds = trace.step_bounds()
 
     def steps():
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             eng.check_invariants()
             w = None if trace.weight is None else trace.weight[a:b]
             yield trace.step[a:b], trace.page[a:b], w
