@@ -1,6 +1,6 @@
 """History features: what each candidate's own past accesses say about its next use.
 
-The env's features (:data:`kvgym.envs.kernels.FEATURES`) describe a page's recency,
+The env's features (:data:`kvgym.envs.observation.FEATURES`) describe a page's recency,
 frequency, age and eviction history, but not the *rhythm* of its reuse, which is what predicts
 its next use on looping and phased workloads (a page read every 9 steps and last read 2 steps
 ago comes back in 7; LRU and the env's features cannot tell it from a page read once). Parrot
@@ -33,11 +33,8 @@ TAU = 16.0
 
 
 def episode_arrays(env) -> tuple[np.ndarray, np.ndarray]:
-    """``(step, page)`` of the current episode (its window) from either env backend."""
-    sim = env.unwrapped._sim
-    if hasattr(sim, "tr"):  # compiled core: tr = [step, page]
-        return sim.tr[0], sim.tr[1]
-    return sim.step_arr, sim.page_arr  # reference engine
+    """``(step, page)`` of the current episode (its window)."""
+    return env.unwrapped.episode_accesses()
 
 
 class PastView:

@@ -210,7 +210,7 @@ def validation_gap(model, manifest: dict, traces, args) -> tuple[float | None, l
 
 def manifest_for(args: ImitationArgs, scorer_cfg) -> dict:
     from kvgym.agents.features import HISTORY_FEATURES
-    from kvgym.envs.kernels import FEATURES
+    from kvgym.envs.observation import FEATURES
 
     return {"kind": "imitation", "model": "model.pt", "scorer": scorer_cfg.to_dict(), "features": list(FEATURES),
             "history_features": list(HISTORY_FEATURES) if args.history else [], "task": args.task_dict()}
@@ -226,7 +226,7 @@ def train(args: ImitationArgs, out: str | Path | None = None, log=print) -> dict
 
     from kvgym.agents.common import seed_everything
     from kvgym.agents.model import CandidateScorer, NumpyScorer, ScorerConfig
-    from kvgym.envs.kernels import N_FEATURES, n_context
+    from kvgym.envs.observation import N_FEATURES, n_context
     from kvgym.files import write_bytes
 
     t0 = time.perf_counter()

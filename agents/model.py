@@ -6,7 +6,7 @@ in which slot a page is shown beyond the rank feature below.
 
 Input per candidate ``i`` (of ``n`` valid ones, slots sorted least recently used first):
 
-- its ``F`` env features (:data:`kvgym.envs.kernels.FEATURES`, all in ``[0, 1]``);
+- its ``F`` env features (:data:`kvgym.envs.observation.FEATURES`, all in ``[0, 1]``);
 - the same features minus their mean over the valid candidates (how it compares to the others);
 - its LRU rank ``i / (n - 1)`` (0 = least recently used, 1 = most recently used);
 - the decision's ``G`` context values.

@@ -288,7 +288,7 @@ class ProgressCallback(BaseCallback):
 
 def manifest_for(args: PPOArgs, model=None) -> dict:
     from kvgym.agents.features import HISTORY_FEATURES
-    from kvgym.envs.kernels import FEATURES
+    from kvgym.envs.observation import FEATURES
 
     m = {"kind": "ppo", "model": POLICY_FILE, "features": list(FEATURES),
          "history_features": list(HISTORY_FEATURES) if args.history else [], "k": args.k, "task": args.task_dict()}

@@ -31,6 +31,7 @@ from kvgym.sim.policy import Policy, register_policy
 
 @register_policy("arc")
 class ARC(Policy):
+    compiled = "arc"
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.size = ctx.page_bytes

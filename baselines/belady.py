@@ -36,6 +36,7 @@ def next_use_tracker(policy, ctx) -> np.ndarray:
 
 @register_policy("belady")
 class Belady(Policy):
+    compiled = "belady"
     privileged = True
 
     def bind(self, ctx) -> None:

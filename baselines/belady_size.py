@@ -19,6 +19,7 @@ from kvgym.sim.policy import Policy, register_policy
 
 @register_policy("belady_size")
 class BeladySize(Policy):
+    compiled = "belady_size"
     privileged = True
 
     def bind(self, ctx) -> None:

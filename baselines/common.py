@@ -17,15 +17,27 @@ from kvgym.params import check, need_int, need_num
 LEVEL = np.int64(1) << np.int64(40)
 
 
-def int_param(owner: str, name: str, value, minimum: int = 0) -> int:
-    """An int (not a bool) >= ``minimum`` (:func:`kvgym.params.need_int`)."""
-    return need_int(owner, name, value, minimum)
+def int_param(owner: str, name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
+    """An int (not a bool) in ``[minimum, maximum]`` (:func:`kvgym.params.need_int`)."""
+    return need_int(owner, name, value, minimum, maximum)
 
 
 def num_param(owner: str, name: str, value, minimum: float | None = None, maximum: float | None = None,
               open_min: bool = False) -> float:
     """A finite real number in range (:func:`kvgym.params.need_num`)."""
     return need_num(owner, name, value, minimum, maximum, lo_open=open_min)
+
+
+def weight_param(owner: str, name: str, value, recency: bool = False) -> float:
+    """A score weight: a finite number with ``|w| <= 1e6``; a recency weight is 0 or ``|w| >= 1e-6``.
+
+    The bounds keep every term of a frequency/recency score resolvable in float64, which the
+    compiled engine relies on to order pages of one frequency by their last access.
+    """
+    w = num_param(owner, name, value, -1e6, 1e6)
+    if recency:
+        check(owner, name, value, w == 0 or abs(w) >= 1e-6, "0, or a number with |w| >= 1e-6")
+    return w
 
 
 def lower_tier_scores(ctx, cands: np.ndarray) -> np.ndarray:

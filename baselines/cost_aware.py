@@ -7,23 +7,30 @@ size under its quantization); the lowest score is evicted (ties: earliest insert
 costs play no role (see ``cost_aware_tiered`` for a policy that weighs them).
 Source: kv-hierarchy-lab v0.1 ``CostAwarePolicy`` (``../shared/parity/README.md`` §3.4).
 Parameters: ``size_penalty`` (default 0.4, per KiB), ``freq_weight`` (2.0), ``recency_weight``
-(1.0): finite numbers.
+(1.0): numbers with ``|w| <= 1e6``; ``recency_weight`` is 0 or ``|w| >= 1e-6`` (so that one step
+of recency always changes the score: the compiled engine orders pages of equal frequency and size
+by their last access, see :mod:`kvgym.sim.compiled`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kvgym.baselines.common import num_param
+from kvgym.baselines.common import weight_param
 from kvgym.sim.policy import Policy, register_policy
 
 
 @register_policy("cost_aware")
 class CostAware(Policy):
+    compiled = "cost_aware"
+
     def __init__(self, size_penalty: float = 0.4, freq_weight: float = 2.0, recency_weight: float = 1.0):
-        self.size_penalty = num_param("cost_aware", "size_penalty", size_penalty)
-        self.freq_weight = num_param("cost_aware", "freq_weight", freq_weight)
-        self.recency_weight = num_param("cost_aware", "recency_weight", recency_weight)
+        self.size_penalty = weight_param("cost_aware", "size_penalty", size_penalty)
+        self.freq_weight = weight_param("cost_aware", "freq_weight", freq_weight)
+        self.recency_weight = weight_param("cost_aware", "recency_weight", recency_weight, recency=True)
+
+    def compiled_args(self, setup):
+        return (self.freq_weight, self.recency_weight, self.size_penalty), ()
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

@@ -16,6 +16,7 @@ from kvgym.sim.policy import Policy, register_policy
 
 @register_policy("fifo")
 class FIFO(Policy):
+    compiled = "fifo"
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.key = np.zeros(ctx.n_pages, np.int64)

@@ -19,6 +19,7 @@ FREQ_MULTIPLIER = 10_000
 
 @register_policy("heavy_hitter")
 class HeavyHitter(Policy):
+    compiled = "heavy_hitter"
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.freq = np.zeros(ctx.n_pages, np.int64)

@@ -19,6 +19,8 @@ from kvgym.sim.policy import Policy, register_policy
 
 @register_policy("lfu")
 class LFU(Policy):
+    compiled = "lfu"
+
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.count = np.zeros(ctx.n_pages, np.int64)

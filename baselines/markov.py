@@ -29,9 +29,14 @@ from kvgym.sim.policy import Prefetcher, register_prefetcher
 
 @register_prefetcher("markov")
 class Markov(Prefetcher):
+    compiled = "markov"
+
     def __init__(self, min_confidence: int = 2, max_prefetches: int = 2):
         self.min_confidence = int_param("markov", "min_confidence", min_confidence, 1)
         self.max_prefetches = int_param("markov", "max_prefetches", max_prefetches, 0)
+
+    def compiled_args(self, setup):
+        return (self.min_confidence, self.max_prefetches), None
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

@@ -13,5 +13,7 @@ from kvgym.sim.policy import Prefetcher, register_prefetcher
 
 @register_prefetcher("none")
 class NoPrefetch(Prefetcher):
+    compiled = "none"
+
     def propose(self, step: int, pages: np.ndarray) -> list[int]:
         return []

@@ -23,10 +23,14 @@ from kvgym.sim.policy import Prefetcher, register_prefetcher
 @register_prefetcher("oracle_lookahead")
 class OracleLookahead(Prefetcher):
     privileged = True
+    compiled = "oracle_lookahead"
 
     def __init__(self, depth: int = 2, horizon: int = 256):
         self.depth = int_param("oracle_lookahead", "depth", depth, 1)
         self.horizon = int_param("oracle_lookahead", "horizon", horizon, 1)
+
+    def compiled_args(self, setup):
+        return (self.depth, self.horizon), None
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

@@ -19,6 +19,7 @@ FREQ_MULTIPLIER = 100
 
 @register_policy("predictive")
 class Predictive(Policy):
+    compiled = "predictive"
     #: Sweeps pair it with its original prefetch half unless told otherwise.
     default_prefetcher = "markov"
 

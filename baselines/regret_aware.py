@@ -10,27 +10,33 @@ the lowest score is evicted (ties: earliest inserted). The regret decays per acc
 page, not per step.
 Source: kv-hierarchy-lab v0.1 ``RegretAwarePolicy``.
 Parameters: ``regret_horizon`` (int >= 1, default 24, steps), ``regret_weight`` (6.0),
-``freq_weight`` (1.5), ``recency_weight`` (1.0), ``decay`` (0.98, >= 0): finite numbers.
+``freq_weight`` (1.5), ``recency_weight`` (1.0): numbers with ``|w| <= 1e6``, ``recency_weight``
+0 or ``|w| >= 1e-6`` (as ``cost_aware``); ``decay`` (0.98): a finite number >= 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kvgym.baselines.common import int_param, num_param
+from kvgym.baselines.common import int_param, num_param, weight_param
 from kvgym.sim.policy import Policy, register_policy
 
 
 @register_policy("regret_aware")
 class RegretAware(Policy):
+    compiled = "regret_aware"
+
     def __init__(self, regret_horizon: int = 24, regret_weight: float = 6.0, freq_weight: float = 1.5,
                  recency_weight: float = 1.0, decay: float = 0.98):
         own = "regret_aware"
         self.regret_horizon = int_param(own, "regret_horizon", regret_horizon, 1)
-        self.regret_weight = num_param(own, "regret_weight", regret_weight)
-        self.freq_weight = num_param(own, "freq_weight", freq_weight)
-        self.recency_weight = num_param(own, "recency_weight", recency_weight)
+        self.regret_weight = weight_param(own, "regret_weight", regret_weight)
+        self.freq_weight = weight_param(own, "freq_weight", freq_weight)
+        self.recency_weight = weight_param(own, "recency_weight", recency_weight, recency=True)
         self.decay = num_param(own, "decay", decay, 0.0)
+
+    def compiled_args(self, setup):
+        return (self.freq_weight, self.recency_weight, self.regret_weight, self.decay), (self.regret_horizon,)
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

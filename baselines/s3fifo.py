@@ -1,7 +1,7 @@
 """``s3fifo``: S3-FIFO: a small probationary FIFO, a main FIFO with reinsertion, a ghost FIFO.
 
 Rule (Yang et al., SOSP 2023, as implemented by libcachesim ``S3FIFO``): new pages enter the
-small queue (``small_size_ratio`` of tier 0's bytes) unless their id is in the ghost queue, in
+small queue (``small_size_ratio`` of tier 0's capacity) unless their id is in the ghost queue, in
 which case they enter the main queue; before the first eviction a page that finds the small
 queue full also enters main. Hits raise a page's counter. To evict: if main holds more than its
 share (capacity minus the small share) or small is empty, evict from main, else from small.
@@ -20,6 +20,11 @@ at all by libcachesim; kvgym must place it and puts it in main. With sizes in by
 sizes of a trace, this only happens when the small share holds less than one page.
 Source: S3-FIFO (SOSP 2023); matches libcachesim ``S3FIFO`` exactly on single-tier uniform-size
 traces (``tests/test_libcachesim.py``).
+Queue shares are whole *units*, a unit being the greatest common divisor of the page sizes (one
+page when all pages are the same size): small = ``int(capacity_units * small_size_ratio)`` units,
+main = the rest, ghost = ``int(capacity_units * ghost_size_ratio)`` units, with
+``capacity_units = capacity // unit``. So the policy does not depend on the page size: a tier of
+N uniform pages behaves as libcachesim's S3-FIFO of N unit objects, whatever the bytes per page.
 Parameters: ``small_size_ratio`` (0 < r < 1, default 0.1), ``ghost_size_ratio`` (>= 0, 0.9),
 ``move_to_main_threshold`` (int >= 1, 2).
 """
@@ -32,8 +37,26 @@ from kvgym.baselines.common import in_tier0, int_param, lower_tier_scores, num_p
 from kvgym.sim.policy import Policy, check_param, register_policy
 
 
+def size_unit(page_bytes: np.ndarray) -> int:
+    """Greatest common divisor of the stored page sizes (1 for an empty table)."""
+    sizes = np.unique(page_bytes)
+    return int(np.gcd.reduce(sizes)) if len(sizes) else 1
+
+
+def queue_caps(capacity: int | None, page_bytes: np.ndarray, small_ratio: float,
+               ghost_ratio: float) -> tuple[int, int, int]:
+    """(small, main, ghost) capacities in bytes of a tier of ``capacity`` bytes, in whole units."""
+    cap = int(capacity) if capacity is not None else int(page_bytes.sum())
+    unit = size_unit(page_bytes)
+    units = cap // unit
+    small = int(units * small_ratio) * unit  # the integer truncations of libcachesim, in units
+    return small, cap - small, int(units * ghost_ratio) * unit
+
+
 @register_policy("s3fifo")
 class S3FIFO(Policy):
+    compiled = "s3fifo"
+
     def __init__(self, small_size_ratio: float = 0.1, ghost_size_ratio: float = 0.9, move_to_main_threshold: int = 2):
         own = "s3fifo"
         self.small_size_ratio = num_param(own, "small_size_ratio", small_size_ratio, 0.0, open_min=True)
@@ -41,15 +64,14 @@ class S3FIFO(Policy):
         self.ghost_size_ratio = num_param(own, "ghost_size_ratio", ghost_size_ratio, 0.0)
         self.move_to_main_threshold = int_param(own, "move_to_main_threshold", move_to_main_threshold, 1)
 
+    def compiled_args(self, setup):
+        return (self.small_size_ratio, self.ghost_size_ratio), (self.move_to_main_threshold, size_unit(setup.page_bytes))
+
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.size = ctx.page_bytes
-        cap = ctx.tiers[0].capacity_bytes
-        cap = int(cap) if cap is not None else int(ctx.page_bytes.sum())
-        # Same integer truncations as libcachesim.
-        self.small_cap = int(cap * self.small_size_ratio)
-        self.main_cap = cap - self.small_cap
-        self.ghost_cap = int(cap * self.ghost_size_ratio)
+        self.small_cap, self.main_cap, self.ghost_cap = queue_caps(ctx.tiers[0].capacity_bytes, ctx.page_bytes,
+                                                                   self.small_size_ratio, self.ghost_size_ratio)
         self.freq = np.zeros(ctx.n_pages, np.int64)
         self.small: dict[int, None] = {}  # oldest first
         self.main: dict[int, None] = {}

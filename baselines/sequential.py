@@ -45,8 +45,13 @@ def successors(pages) -> np.ndarray:
 
 @register_prefetcher("sequential")
 class Sequential(Prefetcher):
+    compiled = "sequential"
+
     def __init__(self, depth: int = 1):
         self.depth = int_param("sequential", "depth", depth, 1)
+
+    def compiled_args(self, setup):
+        return (self.depth,), successors(setup.pages)
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

@@ -25,6 +25,7 @@ from kvgym.sim.policy import Policy, register_policy
 
 @register_policy("sieve")
 class Sieve(Policy):
+    compiled = "sieve"
     def bind(self, ctx) -> None:
         super().bind(ctx)
         self.visited = np.zeros(ctx.n_pages, bool)

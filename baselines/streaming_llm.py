@@ -10,7 +10,7 @@ no role beyond the sequence lengths; the score is the same in every tier.
 Source: StreamingLLM, Xiao et al., "Efficient Streaming Language Models with Attention Sinks"
 (ICLR 2024): 4 sink tokens plus a rolling window. kvgym has no accuracy model: evicting a page
 here only costs its refetch, never quality.
-Parameters: ``sink_tokens`` (int >= 0, default 4), ``window_tokens`` (int >= 0, default 1024).
+Parameters: ``sink_tokens`` (int >= 0, default 4), ``window_tokens`` (int in [0, 2**40], default 1024).
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ from kvgym.sim.policy import Policy, register_policy
 
 @register_policy("streaming_llm")
 class StreamingLLM(Policy):
+    compiled = "streaming_llm"
+
     def __init__(self, sink_tokens: int = 4, window_tokens: int = 1024):
         self.sink_tokens = int_param("streaming_llm", "sink_tokens", sink_tokens, 0)
-        self.window_tokens = int_param("streaming_llm", "window_tokens", window_tokens, 0)
+        self.window_tokens = int_param("streaming_llm", "window_tokens", window_tokens, 0, 1 << 40)
+
+    def compiled_args(self, setup):
+        return (), (self.sink_tokens, self.window_tokens)
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

@@ -22,8 +22,13 @@ COUNT_MULTIPLIER = 1_000_000
 
 @register_policy("windowed_recency")
 class WindowedRecency(Policy):
+    compiled = "windowed_recency"
+
     def __init__(self, window_size: int = 32):
         self.window_size = int_param("windowed_recency", "window_size", window_size, 1)
+
+    def compiled_args(self, setup):
+        return (), (self.window_size,)
 
     def bind(self, ctx) -> None:
         super().bind(ctx)

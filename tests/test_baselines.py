@@ -234,6 +234,7 @@ def test_h2o_window_and_frequency_fallback():
 
 
 def test_cost_aware_tiered_scores():
+    """GDSF priorities by hand: H = L + (1 + freq) * (refetch + 1 µs) / bytes (default exponents 1)."""
     pages = PageTable(seq=np.zeros(4, np.int32), layer=np.zeros(4, np.int32), token_start=np.arange(4) * 16,
                       token_end=np.arange(1, 5) * 16, fp16_bytes=np.array([4096, 4096, 16384, 1024]))
     scen = Scenario(name="t", profile="seed-toy", capacities=(64000, 128000, 500000, 4000000), cost_model="serial",
@@ -241,20 +242,27 @@ def test_cost_aware_tiered_scores():
     setup = scen.build(pages)
     pol = make_policy("cost_aware_tiered")
     trace = Trace.from_pages([0, 1, 0, 2, 3, 0], pages)
-    eng = Engine(setup, pol)
-    eng.run(trace)
-    cands = np.arange(4)
-    step = 6
-    size = setup.page_bytes[cands].astype(float)  # fp8: half the fp16 bytes
-    assert size.tolist() == [2048, 2048, 8192, 512]
-    # Tier-0 victims fall to tier 1 (seed-toy: 60+20 µs, 40 bytes/µs) plus fp8's 10 µs decode penalty.
-    refetch = 80.0 + size / 40.0 + 10.0
-    freq = np.array([3, 1, 1, 1])
-    age = step - np.array([5, 1, 3, 4])
-    want = (1 + freq) * (refetch + 1.0) / ((1 + age) * size)
-    np.testing.assert_allclose(np.exp(pol.scores(cands, step)), want, rtol=1e-12)
-    # The big page (8 KiB) goes first, then 1 (old, single use); 3 (small: costly per byte) and 0 stay.
-    assert np.argsort(pol.scores(cands, step), kind="stable").tolist() == [2, 1, 3, 0]
+    Engine(setup, pol).run(trace)
+    assert setup.page_bytes.tolist() == [2048, 2048, 8192, 512]  # fp8: half the fp16 bytes
+    # Refetch from tier 1 (seed-toy: α 60+20 µs, β 40 bytes/µs) plus fp8's 10 µs decode penalty, + 1 µs.
+    cost = [((80.0 + 2048 / 40.0) + 10.0) + 1.0, ((80.0 + 2048 / 40.0) + 10.0) + 1.0,
+            ((80.0 + 8192 / 40.0) + 10.0) + 1.0, ((80.0 + 512 / 40.0) + 10.0) + 1.0]
+    assert cost == pytest.approx([142.2, 142.2, 295.8, 103.8], rel=1e-15)
+    want = [(4.0 * cost[0]) / 2048.0, (2.0 * cost[1]) / 2048.0, (2.0 * cost[2]) / 8192.0, (2.0 * cost[3]) / 512.0]
+    assert pol.inflation == 0.0 and pol.scores(np.arange(4), 6).tolist() == want
+    # The big page goes first, then 1 (one use), then 0; 3 (small: costly per byte) stays.
+    assert np.argsort(pol.scores(np.arange(4), 6), kind="stable").tolist() == [2, 1, 0, 3]
+
+
+def test_cost_aware_tiered_inflation_ages_pages():
+    """Tier 0 holds two pages: C's arrival evicts A (tied with B, inserted first), L becomes H(A),
+    and C's priority starts from L."""
+    pages = PageTable.uniform(3, 4000)
+    scen = Scenario(name="t", profile="seed-toy", capacities=(8000, 128000, 500000, 4000000), cost_model="serial")
+    pol = make_policy("cost_aware_tiered")
+    Engine(scen.build(pages), pol).run(Trace.from_pages([0, 1, 2], pages))
+    value = (2.0 * ((80.0 + 4000 / 40.0) + 1.0)) / 4000.0  # (1 + 1 use) * (refetch + 1) / bytes
+    assert pol.inflation == value and pol.H[2] == value + value and pol.H[1] == value
 
 
 # -- prefetchers ----------------------------------------------------------------------

@@ -14,25 +14,26 @@ Transfer costs (α = src.read + dst.write µs, β = min bandwidth, bytes/µs):
     T0->T1: 20+60 = 80 + b/40        T1->T2: 60+350 = 410 + b/8     T2->T3: 400+2000 = 2400 + b/2
     tier-0 hit (serial): 20.
 
-Working (LRU key = step of last access/insert; ties -> earliest inserted into the tier;
-"X->Tn" = demotion; states listed in insertion order, used bytes after the step):
+Working (tier 0: LRU by order of use, every access and insertion being a use; lower tiers:
+arrival order, the page that entered the tier first leaves first; pinned pages are skipped.
+"X->Tn" = demotion; tier 0 listed least recently used first, lower tiers oldest arrival first):
     s0  A, B first touches (cold insert T3, promote).        T0 [A B] 1200
-    s1  C first touch (fits, T0 1600); A hit.                 T0 [A B C]
-    s2  D: evict B(k0)->T1, A(k1, before C)->T1 (T1 1200).    T0 [C D] | T1 [B A]
-    s3  B: T1 hit, promoted (T0 1600). E: evict C->T1 (T1 [A C]); evict D->T1 needs room:
-        A->T2; D->T1.                                         T0 [B E] | T1 [C D] | T2 [A]
-    s4  A: T2 hit. evict B->T1 (C->T2 first); evict E->T1 (D->T2, B->T2 first).
+    s1  C first touch (fits, T0 1600); A hit.                 T0 [B C A]
+    s2  D: evict B->T1, C->T1 (T1 800).                       T0 [A D] | T1 [B C]
+    s3  B: T1 hit; evict A->T1. E: evict D->T1 needs room: C->T2, A->T2; D->T1.
+                                                              T0 [B E] | T1 [D] | T2 [C A]
+    s4  A: T2 hit. evict B->T1; evict E->T1 (D->T2, B->T2 first).
         T0 [A] T1 [E] T2 [C D B] (T2 peak 1600). Prefetch D from T2 -> T0 [A D].
     s5  F first touch: evict A->T1 (E->T2 needs room: C pinned, so B->T3). C: T2 hit.
                                                               T0 [D F C] | T1 [A] | T2 [E] | T3 [B]
-    s6  D hit (prefetch useful); B: T3 hit, evict F->T1; D hit.   T0 [D C B] | T1 [A F]
-    s7  E: T2 hit. evict C(k5)->T1 (A->T2 first); evict D (k6, before B)->T1 (F->T2 first).
-                                                              T0 [B E] | T1 [C D] | T2 [A F]
-    s8  A: T2 hit. evict B->T1 (C->T2); evict E->T1 (D->T2; B->T2 needs room: F pinned,
-        C->T3). F: T2 hit.                                    T0 [A F] | T1 [E] | T2 [D B] | T3 [C]
+    s6  D hit (prefetch useful); B: T3 hit, evict F->T1; D hit.   T0 [C B D] | T1 [A F]
+    s7  E: T2 hit. evict C->T1 (A->T2 first); evict B->T1; evict D->T1 (F->T2, C->T2 first).
+                                                              T0 [E] | T1 [B D] | T2 [A F C]
+    s8  A: T2 hit. evict E->T1 (B->T2; D->T2 needs room: F pinned, C->T3). F: T2 hit.
+                                                              T0 [A F] | T1 [E] | T2 [B D] | T3 [C]
     s9  C: T3 hit. B: T2 hit: evict A->T1 (E->T2 first, D->T3 first).
                                                               T0 [F C B] | T1 [A] | T2 [E] | T3 [D]
-    s10 A: T1 hit: evict F->T1. B hit.                        T0 [C B A] | T1 [F] | T2 [E] | T3 [D]
+    s10 A: T1 hit: evict F->T1. B hit.                        T0 [C A B] | T1 [F] | T2 [E] | T3 [D]
 
 Counts: hits 4 (s1 A, s6 D D, s10 B); tier hits T1 2 (s3 B, s10 A), T2 6 (s4 A, s5 C, s7 E,
 s8 A F, s9 B), T3 2 (s6 B, s9 C); full misses 6 = first touches. Evictions T0 14, T1 11,
@@ -44,11 +45,13 @@ Serial total (µs): T3->T0 8*2520+4800/2 = 22560; T2->T0 6*420+4000/8 = 3020; pr
 420+800/8 = 520; T1->T0 2*80+1200/40 = 190; T0->T1 14*80+9200/40 = 1350; T1->T2
 11*410+7600/8 = 5460; T2->T3 3*2400+1600/2 = 8000; hits 4*20 = 80. Total 41180.
 
-Overlap (one FIFO channel per link; compute = distinct fp16 bytes / 80 B/µs, floor 0):
-per-step stall (µs) 5640, 2720, 2920, 3120, 1950, 5320, 2720, 1540, 2420, 2885, 190 = 31425;
-compute 15+15+10+20+10+10+15+15+15+10+15 = 150; total 31575. E.g. s4 (t0 14460): link2 runs
-C 14460-14920, D -15430, B -15890, then A's promotion 15890-16410 (stall 1950); the prefetch of D
-is issued at 16410 and lands at 16930, before s6 starts (21750), so it is not late.
+Overlap (one FIFO channel per link; a copy takes α + bytes/β; compute = distinct fp16 bytes /
+80 B/µs, floor 0): per-step stall (µs) 5640, 2720, 2920, 3120, 1490, 5320, 2720, 2000, 1960,
+3345, 190 = 31425; compute 15+15+10+20+10+10+15+15+15+10+15 = 150; total 31575. E.g. s4
+(t0 14460): link2 runs D's demotion 14460-14970 and B's -15430, then A's promotion 15430-15950
+(stall 1490); the prefetch of D is issued at 15950 and lands at 16470, before s6 starts
+(21290), so it is not late. s7 (t0 24025): link2 runs A->T2 24025-24535, F->T2 -24995,
+C->T2 -25455, then E's promotion -26025 (stall 2000).
 """
 
 from __future__ import annotations
@@ -97,8 +100,9 @@ COMMON = dict(accesses=20, hits=4, misses=16, full_misses=6, first_touch_misses=
     ("serial", dict(stall_us=41180.0, compute_us=0.0, total_time_us=41180.0)),
     ("overlap", dict(stall_us=31425.0, compute_us=150.0, total_time_us=31575.0)),
 ])
-def test_handworked_every_metric(cost_model, times):
-    m = run(trace(), scenario(cost_model), "lru", OnceD())
+@pytest.mark.parametrize("engine", ["reference", "compiled"])
+def test_handworked_every_metric(cost_model, times, engine):
+    m = run(trace(), scenario(cost_model), "lru", OnceD(), engine=engine)
     got = m.to_dict()
     for k, v in {**COMMON, **times}.items():
         assert got[k] == v, k
@@ -106,10 +110,12 @@ def test_handworked_every_metric(cost_model, times):
     assert m.hit_rate == 0.2
 
 
-def test_fast_path_matches_reference_on_handworked_trace():
+def test_compiled_engine_matches_the_specification_on_handworked_trace():
     for cm in ("serial", "overlap"):
-        s = scenario(cm, prefetch=False)
-        assert run(trace(), s, engine="fast").to_dict() == run(trace(), s, engine="reference").to_dict()
+        for prefetch in (False, True):
+            s = scenario(cm, prefetch=prefetch)
+            want = run(trace(), s, "lru", OnceD(), engine="reference").to_dict()
+            assert run(trace(), s, "lru", OnceD()).to_dict() == want
 
 
 def test_first_touch_create_moves_nothing():

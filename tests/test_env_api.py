@@ -53,7 +53,7 @@ def test_registration_is_idempotent_and_complete():
 
 def test_import_kvgym_stays_light():
     code = "import sys, kvgym, gymnasium as gym; assert 'kvgym/Evict-v0' in gym.registry; " \
-           "print(sorted(m for m in ('torch', 'numba', 'kvgym.envs.core') if m in sys.modules))"
+           "print(sorted(m for m in ('torch', 'numba', 'kvgym.sim._engine') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -61,7 +61,7 @@ def test_import_kvgym_stays_light():
 def test_make_with_module_prefix():
     env = gym.make("kvgym:kvgym/Evict-v0", **small_kwargs("kvgym/Evict-v0"))
     obs, info = env.reset(seed=0)
-    assert obs in env.observation_space and info["backend"] == "compiled"
+    assert obs in env.observation_space and info["phase"] == "evict"
 
 
 # -- checkers ---------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_masks_and_info_types():
     assert m.dtype == bool and m.shape == (8,)
     assert info["action_mask"].dtype == np.int8 and np.array_equal(info["action_mask"], m.astype(np.int8))
     assert obs["action_mask"].dtype == np.int8
-    assert set(info) >= {"stall_us", "misses", "bytes_moved", "phase", "trace", "window", "backend"}
+    assert set(info) >= {"stall_us", "misses", "bytes_moved", "phase", "trace", "window"}
 
 
 def test_trace_sources_file_name_and_list(tmp_path):
@@ -335,7 +335,7 @@ def test_traces_that_do_not_fit_the_scenario():
 
 
 def test_invalid_configuration_is_rejected_at_make():
-    bad = [dict(k=1), dict(k=8, sample=8), dict(reward="latency"), dict(backend="gpu"), dict(reward_scale=0),
+    bad = [dict(k=1), dict(k=8, sample=8), dict(reward="latency"), dict(reward_scale=0),
            dict(prefetcher="no_such_prefetcher"), dict(render_mode="svg"), dict(episode_rows=0),
            dict(split="holdout"), dict(scenario="no_such_scenario"),
            dict(scenario={"profile": "seed-toy", "capacities": [1]})]
@@ -347,6 +347,3 @@ def test_invalid_configuration_is_rejected_at_make():
         EnvConfig.from_dict({"kk": 3})
     with pytest.raises(ConfigError, match="prefetch"):
         gym.make("kvgym/EvictPrefetch-v0", prefetcher="markov")
-    env = gym.make("kvgym/EvictPrefetch-v0")
-    with pytest.raises(ConfigError, match="compiled backend"):
-        env.unwrapped.attach_policy(lambda: None)

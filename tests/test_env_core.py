@@ -1,4 +1,5 @@
-"""The env's simulation backends: exact semantics, backend equivalence, candidate selection."""
+"""The env on the compiled engine: external decisions replay exactly through the specification,
+candidate selection, observations."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import numpy as np
 import pytest
 
 import kvgym  # noqa: F401
-from kvgym.envs.core import DONE, EVICT, CompiledSim
-from kvgym.envs.kernels import N_FEATURES, n_context, np_sum
-from kvgym.envs.reference import ReferenceSim
-from kvgym.sim.engine import Engine, simulate
+from kvgym.envs.episode import DONE, EVICT, Episode
+from kvgym.sim import run
+from kvgym.sim.engine import Engine
 from kvgym.sim.policy import Prefetcher
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
@@ -38,47 +38,49 @@ SCENARIOS = {
 }
 
 
-def run_sim(cls, trace, scenario, k, sample, actions_seed=3, **kw):
+def episode(trace, scenario, k, sample, **kw) -> Episode:
     setup = scenario.build(trace.pages)
-    sim = cls(setup, trace.step, trace.page, trace.weight, k=k, sample=sample, seed=7, regret_horizon=32,
-              diagnostics=True, obs_shapes=((k, N_FEATURES), n_context(len(setup.tiers))), **kw)
-    rng = np.random.default_rng(actions_seed)
-    status = sim.start()
-    seen = []
-    while status != DONE:
-        seen.append((sim.obs_c.copy(), sim.obs_g.copy(), sim.mask.copy(), sim.sel[:sim.n_sel].copy(),
-                     sim.belady_covered(), tuple(sim.totals())))
-        status = sim.act(int(rng.integers(int(sim.mask.sum()))))
-    return sim.metrics(), seen
+    return Episode(setup, trace.step, trace.page, trace.weight, k=k, sample=sample, seed=7, regret_horizon=32,
+                   diagnostics=kw.pop("diagnostics", False), **kw)
+
+
+def replay(trace, scenario, victims, prefetcher=None):
+    """The specification engine driven by the same victims (and prefetches)."""
+    eng = Engine(scenario.build(trace.pages), None, prefetcher, external=True)
+    gen = eng.simulate([(trace.step, trace.page, trace.weight)])
+    it = iter(victims)
+    try:
+        next(gen)
+        while True:
+            gen.send(next(it))
+    except StopIteration:
+        pass
+    return eng.m
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 @pytest.mark.parametrize("k,sample", [(8, 2), (400, 0)])
-def test_compiled_and_reference_backends_are_identical(name, k, sample):
-    """Same actions -> bit-identical observations, reward totals and final metrics on both backends."""
-    trace = mixed_trace(1)
-    mc, oc = run_sim(CompiledSim, trace, SCENARIOS[name], k, sample, prefetch_decisions=False)
-    mr, orf = run_sim(ReferenceSim, trace, SCENARIOS[name], k, sample)
-    assert len(oc) == len(orf) > 100
-    for a, b in zip(oc, orf):
-        for x, y in zip(a, b):
-            assert np.array_equal(x, y)
-    assert mc.to_dict() == mr.to_dict()
+def test_random_decisions_replay_exactly_through_the_specification(name, k, sample):
+    """Random victims chosen in the env, sent to the specification engine: identical metrics."""
+    trace, sc = mixed_trace(1), SCENARIOS[name]
+    ep = episode(trace, sc, k, sample, prefetch_decisions=False)
+    rng = np.random.default_rng(3)
+    victims, status = [], ep.start()
+    while status != DONE:
+        n = int(ep.mask.sum())
+        assert n == ep.n_sel == min(k, ep.n_eligible) and ep.mask[n:].sum() == 0
+        shown = ep.sel[:n]
+        assert len(set(shown.tolist())) == n and set(shown.tolist()) <= set(ep.eligible().tolist())
+        a = int(rng.integers(n))
+        victims.append(int(ep.sel[a]))
+        status = ep.act(a)
+    assert len(victims) > 100
+    assert ep.metrics().to_dict() == replay(trace, sc, victims).to_dict()
 
 
-def test_low_density_sampling_is_identical():
-    """A tier 0 holding a tiny share of a big page table: the sampled candidates still agree."""
-    trace = mixed_trace(3, n_pages=20000, n=3000, per_step=2)
-    sc = Scenario(capacities=("0.3%", None, None, None))
-    mc, oc = run_sim(CompiledSim, trace, sc, 16, 8, prefetch_decisions=False)
-    mr, orf = run_sim(ReferenceSim, trace, sc, 16, 8)
-    assert mc.to_dict() == mr.to_dict()
-    assert all(np.array_equal(a[3], b[3]) for a, b in zip(oc, orf))
-
-
-def test_pinned_heavy_tier0_sampling_falls_back_identically():
+def test_pinned_heavy_tier0_sampling_falls_back_to_the_tail():
     """Each step pins ~95% of tier 0: rejection over slots rarely finds the few eligible pages, so
-    unfilled sample slots extend the LRU tail; both backends still show the same candidates."""
+    unfilled sample slots extend the LRU tail; every slot still holds a distinct eligible page."""
     rng = np.random.default_rng(9)
     hot = rng.permutation(400)
     steps = [np.sort(rng.choice(hot[: 120 + (s % 5) * 4], size=100, replace=False)) for s in range(60)]
@@ -86,30 +88,18 @@ def test_pinned_heavy_tier0_sampling_falls_back_identically():
     trace = Trace.from_pages(page, PageTable.uniform(400, 65536, layers=4),
                              steps=np.repeat(np.arange(60), [len(x) for x in steps]))
     sc = Scenario(capacities=(105 * 65536, None, None, None))
-    mc, oc = run_sim(CompiledSim, trace, sc, 6, 5, prefetch_decisions=False)
-    mr, orf = run_sim(ReferenceSim, trace, sc, 6, 5)
-    assert len(oc) > 200 and mc.to_dict() == mr.to_dict()
-    assert all(np.array_equal(a[3], b[3]) for a, b in zip(oc, orf))
-
-
-def test_sample_slots_draws_uniformly_and_gives_up():
-    from kvgym.envs.kernels import sample_slots
-
-    slots = np.arange(1000, dtype=np.int64)
-    pin = np.zeros(1000, np.int64)
-    pin[10:] = 1  # only 10 eligible of 1000
-    mark = np.zeros(1000, np.int64)
-    out = np.zeros(8, np.int64)
-    got = sample_slots(slots, 1000, 8, np.uint64(3), pin, 1, mark, 7, out, 0)
-    assert got < 8 and set(out[:got].tolist()) <= set(range(10))  # 64 * 8 proposals were not enough
-    pin[:] = 0
-    counts = np.zeros(50, np.int64)
-    for seed in range(4000):
-        mark[:] = 0
-        got = sample_slots(slots[:50], 50, 5, np.uint64(seed), pin, 1, mark, 7, out, 0)
-        assert got == 5 and len(set(out[:5].tolist())) == 5
-        counts[out[:5]] += 1
-    assert counts.min() > 0.8 * 400 and counts.max() < 1.2 * 400  # uniform: 4000 * 5 / 50 each
+    ep = episode(trace, sc, 6, 5, prefetch_decisions=False)
+    status, n_dec, victims = ep.start(), 0, []
+    while status != DONE:
+        elig = ep.eligible()
+        shown = ep.sel[:ep.n_sel]
+        assert ep.n_sel == min(6, len(elig)) and len(set(shown.tolist())) == ep.n_sel
+        assert set(shown.tolist()) <= set(elig.tolist())
+        victims.append(int(ep.sel[0]))
+        status = ep.act(0)
+        n_dec += 1
+    assert n_dec > 200
+    assert ep.metrics().to_dict() == run(trace, sc, "lru").to_dict()
 
 
 class Replay(Prefetcher):
@@ -128,39 +118,26 @@ class Replay(Prefetcher):
     Scenario(profile="seed-toy", capacities=(262144, 819200, 16_000_000, None), cost_model="serial",
              prefetch=True, decode="parity", quantization="fp8"),
 ], ids=["overlap-create", "cascade-int4", "serial"])
-def test_prefetch_decisions_replay_exactly_through_the_reference_engine(scenario):
+def test_prefetch_decisions_replay_exactly_through_the_specification(scenario):
     trace = mixed_trace(2)
-    setup = scenario.build(trace.pages)
-    k = 8
-    sim = CompiledSim(setup, trace.step, trace.page, trace.weight, k=k, sample=2, seed=5, regret_horizon=32,
-                      diagnostics=False, obs_shapes=((k, N_FEATURES), n_context(len(setup.tiers))),
-                      prefetch_decisions=True)
+    ep = episode(trace, scenario, 8, 2, prefetch_decisions=True)
     rng = np.random.default_rng(0)
     victims, plan, n_pf = [], {}, 0
-    status = sim.start()
+    status = ep.start()
     while status != DONE:
-        a = int(rng.integers(int(sim.mask.sum())))
+        a = int(rng.integers(int(ep.mask.sum())))
         if status == EVICT:
-            victims.append(int(sim.sel[a]))
+            victims.append(int(ep.sel[a]))
         else:
             n_pf += 1
-            assert sim.mask[0] == 1  # slot 0 = no prefetch, always valid
+            assert ep.mask[0] == 1  # slot 0 = no prefetch, always valid
             if a > 0:
-                plan.setdefault(sim.step, []).append(int(sim.sel[a - 1]))
-        status = sim.act(a)
-    mc = sim.metrics()
-    eng = Engine(setup, None, Replay(plan), external=True)
-    gen = eng.simulate([(trace.step, trace.page, trace.weight)])
-    it = iter(victims)
-    try:
-        next(gen)
-        while True:
-            gen.send(next(it))
-    except StopIteration:
-        pass
+                plan.setdefault(ep.step, []).append(int(ep.sel[a - 1]))
+        status = ep.act(a)
+    mc = ep.metrics()
     assert n_pf > 100 and mc.prefetch_issued > 100
     assert mc.prefetch_issued == mc.prefetch_useful + mc.prefetch_wasted
-    assert mc.to_dict() == eng.m.to_dict()
+    assert mc.to_dict() == replay(trace, scenario, victims, Replay(plan)).to_dict()
 
 
 def test_hand_computed_episode():
@@ -168,7 +145,7 @@ def test_hand_computed_episode():
 
     Backing (disk) -> HBM: (2500 + 20) + 4096 / 2 = 4568 µs; pool <-> HBM: (60 + 20) + 4096 / 40
     = 182.4 µs. Decisions (slots sorted least recently used first): step 2 evicts page 0 (slot 0),
-    step 3 evicts page 2 (slot 1: keys are 1 and 2), step 4 evicts page 1 (slot 0).
+    step 3 evicts page 2 (slot 1: page 1 was used before page 2), step 4 evicts page 1 (slot 0).
     """
     trace = Trace.from_pages([0, 1, 2, 0, 2], fp16_bytes=4096)
     sc = Scenario(profile="seed-toy", capacities=(8192, 128000, 500000, 4000000), cost_model="serial",
@@ -200,17 +177,11 @@ def test_hand_computed_episode():
     assert m.tier_hits == [0, 2, 0, 0] and m.evictions == [3, 0, 0, 0]
     assert m.link_bytes_demand == [0, 8192, 0, 12288] and m.link_bytes_demotion == [0, 12288, 0, 0]
     assert m.stall_us == pytest.approx(3 * 4568 + 5 * 182.4, rel=1e-12)
+    # Serial model: the reward is the running sum's growth between decisions (the first two
+    # misses' 2 * 4568 µs come before the first decision and belong to no action).
     assert rewards == pytest.approx([-(182.4 + 4568), -2 * 182.4, -2 * 182.4], rel=1e-12)
     assert sum(rewards) == pytest.approx(-(m.stall_us - 2 * 4568), rel=1e-12)
-    # The same victims through the reference engine give the same metrics.
-    ref = Engine(sc.build(trace.pages), None, external=True)
-    gen = ref.simulate([(trace.step, trace.page, None)])
-    next(gen)
-    for v in (0, 2):
-        gen.send(v)
-    with pytest.raises(StopIteration):
-        gen.send(1)
-    assert ref.m.to_dict() == m.to_dict()
+    assert replay(trace, sc, [0, 2, 1]).to_dict() == m.to_dict()
 
 
 @pytest.mark.parametrize("lower", ["lru", "same"])
@@ -226,7 +197,7 @@ def test_always_slot_zero_is_lru(lower):
         _obs, _r, term, trunc, info = env.step(0)
         n += 1
         done = term or trunc
-    assert info["metrics"].to_dict() == simulate(trace, sc, "lru").to_dict()
+    assert info["metrics"].to_dict() == run(trace, sc, "lru", engine="reference").to_dict()
 
 
 def test_candidates_are_tail_plus_seeded_sample():
@@ -234,21 +205,18 @@ def test_candidates_are_tail_plus_seeded_sample():
     sc = Scenario(capacities=("10%", None, None, None))
 
     def shown(seed, n=60):
-        env = gym.make("kvgym/Evict-v0", scenario=sc, trace=trace, k=8, sample=3, backend="reference")
-        env.unwrapped.attach_policy(lambda: __import__("kvgym.sim.policy", fromlist=["x"]).make_policy("lru"))
+        env = gym.make("kvgym/Evict-v0", scenario=sc, trace=trace, k=8, sample=3)
         env.reset(seed=seed)
         u = env.unwrapped
         out = []
         for _ in range(n):
-            ctx = u._sim.engine.ctx
+            used = u._sim.engine.state["used"]  # the order of last use
             elig = u.eligible_pages()
-            key = np.maximum(ctx.last_access[elig], ctx.insert_step[elig])
-            order = np.lexsort((np.arange(len(elig)), key))  # eligible come in insertion order
+            tail = elig[np.argsort(used[elig])][:5]  # the LRU tail (k - sample = 5)
             cands = u.candidate_pages()
             assert len(elig) > 8
-            assert cands[:8].tolist() == sorted(cands[:8].tolist(), key=lambda p: (key[elig.tolist().index(p)],
-                                                                                 elig.tolist().index(p)))
-            assert set(elig[order[:5]].tolist()) <= set(cands.tolist())  # the LRU tail (k - sample = 5)
+            assert cands.tolist() == sorted(cands.tolist(), key=lambda p: used[p])
+            assert set(tail.tolist()) <= set(cands.tolist())
             out.append(cands.copy())
             env.step(0)
         return out
@@ -256,6 +224,33 @@ def test_candidates_are_tail_plus_seeded_sample():
     a, b, c = shown(0), shown(0), shown(1)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_sampled_candidates_cover_the_eligible_pages_evenly():
+    """Over many decisions every eligible page outside the tail is drawn about equally often."""
+    n_pages = 60
+    rng = np.random.default_rng(11)
+    page = rng.permutation(np.repeat(np.arange(n_pages), 200))  # uniform reuse: little LRU structure
+    trace = Trace.from_pages(page, PageTable.uniform(n_pages, 4096))
+    sc = Scenario(profile="seed-toy", capacities=(50 * 4096, None, None, None), cost_model="serial")
+    env = gym.make("kvgym/Evict-v0", scenario=sc, trace=trace, k=6, sample=4)
+    env.reset(seed=3)
+    u = env.unwrapped
+    drawn = np.zeros(n_pages)
+    eligible = np.zeros(n_pages)
+    done = False
+    while not done:
+        used = u._sim.engine.state["used"]
+        elig = u.eligible_pages()
+        tail = set(elig[np.argsort(used[elig])][:2].tolist())
+        rest = [p for p in elig.tolist() if p not in tail]
+        eligible[rest] += 1
+        drawn[[p for p in u.candidate_pages().tolist() if p >= 0 and p not in tail]] += 1
+        _o, _r, term, trunc, _i = env.step(0)
+        done = term or trunc
+    rate = drawn[eligible > 0] / eligible[eligible > 0]
+    assert eligible.sum() > 80_000  # ~1,500 per page: the rates below are within 5 standard deviations
+    assert rate.min() > 0.6 * rate.mean() and rate.max() < 1.4 * rate.mean()
 
 
 def test_observations_stay_in_their_space_in_both_phases():
@@ -274,10 +269,3 @@ def test_observations_stay_in_their_space_in_both_phases():
         if term or trunc:
             obs, info = env.reset()
     assert phases == {"evict", "prefetch"}
-
-
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 300, 1000, 4097])
-def test_compiled_sum_matches_numpy_bit_for_bit(n):
-    rng = np.random.default_rng(n)
-    a = rng.random(n) * 1e3
-    assert np_sum(a, n) == a.sum()

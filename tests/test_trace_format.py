@@ -44,7 +44,7 @@ def test_chunked_reading_gives_same_metrics(tmp_path):
     assert [len(c[0]) for c in iter_chunks(p, rows=1000)][:2] == [1000, 1000]
     sc = Scenario(capacities=("10%", "5%", None, None))
     whole = run(t, sc).to_dict()
-    assert run(p, sc, chunk_rows=777).to_dict() == whole  # fast path, steps straddle chunks
+    assert run(p, sc, chunk_rows=777).to_dict() == whole  # compiled engine, steps straddle chunks
     assert run(p, sc, chunk_rows=777, engine="reference").to_dict() == whole
 
 
@@ -90,18 +90,17 @@ def test_pinned_step_overflowing_tier0():
     sc = Scenario(capacities=(2 * 65536, None, None, None))
     with pytest.raises(SimulationError, match="step 0 needs 196608 bytes of distinct pages at once"):
         sc.build(t.pages).check_steps(t.step, t.page)
-    for engine in ("fast", "reference"):
+    for engine in ("compiled", "reference"):
         with pytest.raises(SimulationError, match="step 0 needs 196608 bytes"):
             run(t, sc, engine=engine)
     # The engines themselves also refuse (e.g. a Parquet trace read in chunks is not pre-checked).
+    from kvgym.sim.compiled import CompiledEngine
     from kvgym.sim.engine import Engine
-    from kvgym.sim.fast import run_fast
     from kvgym.sim.policy import make_policy
 
-    with pytest.raises(SimulationError, match="every resident is pinned"):
-        Engine(sc.build(t.pages), make_policy("lru")).run(t)
-    with pytest.raises(SimulationError, match="every resident is pinned"):
-        run_fast(sc.build(t.pages), [(t.step, t.page)])
+    for eng in (Engine, CompiledEngine):
+        with pytest.raises(SimulationError, match="every resident is pinned"):
+            eng(sc.build(t.pages), make_policy("lru")).run_chunks([(t.step, t.page, None)])
 
 
 @pytest.mark.parametrize("step,page,match", [

@@ -44,6 +44,16 @@ def keys_epilog(cls) -> str:
     return "\n".join(lines)
 
 
+def invocation(command: str) -> str | None:
+    """This process's ``kvgym ...`` command line when it runs ``command`` (None otherwise, e.g.
+    when ``kvgym.cli.main`` is called from Python), for artifacts that name the command."""
+    import shlex
+    import sys
+
+    argv = sys.argv[1:]
+    return "kvgym " + shlex.join(argv) if argv[:1] == [command] else None
+
+
 def stop_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so a killed sweep still stops its workers cleanly
     (finished cells are already on disk; every file is written atomically)."""

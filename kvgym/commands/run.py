@@ -81,7 +81,7 @@ def register(sub) -> None:
     p.add_argument("--policy", default="lru", help="eviction policy name (default lru)")
     p.add_argument("--param", action="append", metavar="K=V", help="policy parameter (repeatable)")
     p.add_argument("--prefetcher", default=None, help="prefetcher name (used when the scenario has prefetch on)")
-    p.add_argument("--engine", default="auto", choices=["auto", "fast", "reference"],
-                   help="auto: compiled fast path when possible (default)")
+    p.add_argument("--engine", default="compiled", choices=["compiled", "reference"],
+                   help="compiled (default) or reference (the specification engine)")
     p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
     p.set_defaults(func=cmd_run)

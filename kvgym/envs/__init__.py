@@ -19,7 +19,7 @@ _LAZY = {
     "EvictEnv": "kvgym.envs.evict", "EvictPrefetchEnv": "kvgym.envs.evict", "NoDecisionError": "kvgym.envs.evict",
     "EnvConfig": "kvgym.envs.config", "Splits": "kvgym.envs.config", "split_files": "kvgym.envs.config",
     "PolicyAgent": "kvgym.envs.agents", "RandomAgent": "kvgym.envs.agents",
-    "FEATURES": "kvgym.envs.kernels",
+    "FEATURES": "kvgym.envs.observation",
 }
 
 

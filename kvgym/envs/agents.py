@@ -8,14 +8,15 @@ An *agent* is any of:
   (sb3-contrib's ``MaskablePPO``), predictions are deterministic;
 - a plain callable ``f(obs, info) -> int``.
 
-:class:`PolicyAgent` wraps a registered baseline policy. Its policy object is attached to the
-env (``env.unwrapped.attach_policy``), so the episode runs on the reference engine and the
-policy receives every hook of a normal run; at each decision it ranks *all* eligible pages
-(the engine's own candidate list) and picks the lowest-scored, ties to the earliest inserted,
-exactly as the engine's fast path would. With ``k`` large enough to show every eligible page
-its metrics equal ``kvgym.sim.engine.simulate`` (tested for every baseline). With a smaller
-``k`` its choice may not be shown: it then takes the best-scored shown candidate and counts
-the event in ``outside`` (``outside_rate`` = outside / decisions).
+:class:`PolicyAgent` wraps a registered policy. Its policy object is attached to the env
+(``env.unwrapped.attach_policy``): the episode's compiled engine keeps the policy's state up to
+date through every event of the run (in compiled code for a built-in policy, through its Python
+hooks otherwise), and at each decision the agent takes the policy's own victim
+(``env.unwrapped.policy_choice()``), chosen among *all* eligible pages as in :func:`kvgym.sim.run`.
+With ``k`` large enough to show every eligible page its metrics equal ``run(..., name)``
+(tested for every registered policy). With a smaller ``k`` its victim may not be shown: it then
+takes slot 0 (the least recently used shown page) and counts the event in ``outside``
+(``outside_rate`` = outside / decisions).
 """
 
 from __future__ import annotations
@@ -56,23 +57,15 @@ class PolicyAgent:
         if env is None or env.policy is None:
             raise ConfigError("PolicyAgent: call attach(env) before the env's reset()")
         if env.phase != "evict":
-            return 0  # a prefetch decision (not reachable: prefetch envs refuse attached policies)
-        full = env.eligible_pages()  # insertion order, as the engine's Decision lists them
-        scores = np.asarray(env.policy.scores(full, env.sim_step))
-        v = int(full[int(np.argmin(scores))])
+            return 0  # a prefetch decision: the policy does not prefetch
+        v = env.policy_choice()
         shown = env.candidate_pages()
         self.decisions += 1
         hit = np.flatnonzero(shown == v)
         if hit.size:
             return int(hit[0])
         self.outside += 1
-        # Best-scored shown candidate, ties to the earliest inserted (lowest position in ``full``).
-        rank = np.full(int(full.max()) + 1, -1, np.int64)
-        rank[full] = np.arange(len(full))
-        valid = np.flatnonzero(shown >= 0)
-        pos = rank[shown[valid]]
-        order = np.lexsort((pos, scores[pos]))
-        return int(valid[order[0]])
+        return 0
 
 
 class RandomAgent:

@@ -12,7 +12,6 @@ from itertools import pairwise
 from kvgym.errors import ConfigError
 
 REWARDS = ("stall", "misses", "bytes")
-BACKENDS = ("auto", "compiled", "reference")
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -32,9 +31,6 @@ class EnvConfig:
         reward_scale: the reward is multiplied by this (e.g. 1e-3 turns µs into ms).
         prefetch_decisions: ``True`` for EvictPrefetch-v0: after every decode step with at least
             one demand fetch the agent also picks up to ``max_prefetch`` pages to bring up.
-        backend: ``compiled`` (numba core, no Python policy hooks), ``reference`` (the
-            reference engine, needed when a Python policy or prefetcher must see every access)
-            or ``auto`` (compiled unless one is attached).
         diagnostics: also compute, per eviction decision, whether Belady's victim (farthest next
             use) is among the presented candidates (reads the episode's future; off by default).
         regret_horizon: steps after a tier-0 eviction within which a re-reference counts as regret.
@@ -46,7 +42,6 @@ class EnvConfig:
     reward: str = "stall"
     reward_scale: float = 1.0
     prefetch_decisions: bool = False
-    backend: str = "auto"
     diagnostics: bool = False
     regret_horizon: int = 32
     history: int = 128
@@ -67,7 +62,6 @@ class EnvConfig:
         need("reward_scale", isinstance(self.reward_scale, (int, float)) and not isinstance(self.reward_scale, bool)
              and self.reward_scale > 0, "a number > 0")
         need("prefetch_decisions", isinstance(self.prefetch_decisions, bool), "true or false")
-        need("backend", self.backend in BACKENDS, f"one of {', '.join(BACKENDS)}")
         need("diagnostics", isinstance(self.diagnostics, bool), "true or false")
         need("regret_horizon", is_int(self.regret_horizon) and self.regret_horizon >= 0, "an int >= 0")
         need("history", is_int(self.history) and 1 <= self.history <= 100_000, "an int in [1, 100000]")

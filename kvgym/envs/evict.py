@@ -12,8 +12,8 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from kvgym.envs.config import EnvConfig, Splits
-from kvgym.envs.core import DONE, EVICT, CompiledSim
-from kvgym.envs.kernels import FEATURES, N_FEATURES, context_names, n_context
+from kvgym.envs.episode import DONE, EVICT, Episode
+from kvgym.envs.observation import FEATURES, N_FEATURES, context_names, n_context
 from kvgym.envs.render import Snapshot, render_ansi, render_rgb
 from kvgym.envs.sources import TraceSource
 from kvgym.errors import ConfigError, KvgymError
@@ -45,9 +45,9 @@ class EvictEnv(gym.Env):
     (an HBM pool, host RAM, disk; the scenario's tier profile). All pages of a decode step are
     needed in tier 0 at once and are pinned for the step. Whenever a page must enter a full
     tier 0, the agent picks the victim among the presented candidates; the victim is demoted
-    to tier 1 (lower tiers evict by LRU and may cascade). Everything else, hits, fetches, the
-    cost clock, fast-forwards until the next decision. Semantics are those of
-    :mod:`kvgym.sim.engine` (the reference engine); a policy run through the env as an agent
+    to tier 1 (lower tiers evict in arrival order and may cascade). Everything else, hits, fetches,
+    the cost clock, fast-forwards until the next decision inside the compiled engine. Semantics are
+    those of :mod:`kvgym.sim.engine` (the specification); a policy run through the env as an agent
     gives exactly the engine's metrics.
 
     ``kvgym/EvictPrefetch-v0`` (``prefetch_decisions=True``) adds prefetch decisions: after
@@ -67,7 +67,7 @@ class EvictEnv(gym.Env):
     ``Dict(candidates=Box(0, 1, (k, F), float32), context=Box(0, 1, (G,), float32),
     action_mask=MultiBinary(k))``, ``F = 11`` features per candidate (rows beyond the
     candidates, and row 0 in a prefetch decision, are zero), ``G = 2 * tiers + 5``. Feature and
-    context definitions and their normalisation are in :mod:`kvgym.envs.kernels`
+    context definitions and their normalisation are in :mod:`kvgym.envs.observation`
     (``FEATURES``): recency, frequency, accumulated attention weight, size under the scenario's
     quantization, the tier the page would fall to (or comes from) and the cost of bringing it
     back, layer, time since it entered tier 0, re-references soon after an eviction (regret),
@@ -79,7 +79,7 @@ class EvictEnv(gym.Env):
     **Candidates.** If at most ``k`` unpinned tier-0 residents are eligible, all are shown;
     else the ``k - sample`` least recently used plus ``sample`` drawn at random (seeded by
     ``reset``) from the rest. Candidates are sorted least recently used first, so slot 0 is
-    LRU's choice. With ``diagnostics=True``, ``info["belady_in_candidates"]`` says whether a
+    ``lru``'s choice. With ``diagnostics=True``, ``info["belady_in_candidates"]`` says whether a
     page with the farthest next use (Belady's victim) was among them.
 
     ## Rewards
@@ -112,10 +112,9 @@ class EvictEnv(gym.Env):
     ``overlap``, fp16, tier 0 = 13% of the page table), ``trace``, ``workload``
     (default ``topk_drift``), ``workload_params``, ``split``, ``splits`` (:class:`Splits`
     or dict), ``episode_rows``, ``prefetcher`` (a registered prefetcher name, Evict-v0 with a
-    prefetching scenario; runs on the reference backend), ``render_mode`` (``ansi`` or
-    ``rgb_array``), and the :class:`~kvgym.envs.config.EnvConfig` fields ``k``, ``sample``,
-    ``reward``, ``reward_scale``, ``backend``, ``diagnostics``, ``regret_horizon``,
-    ``history``.
+    prefetching scenario), ``render_mode`` (``ansi`` or ``rgb_array``), and the
+    :class:`~kvgym.envs.config.EnvConfig` fields ``k``, ``sample``, ``reward``, ``reward_scale``,
+    ``diagnostics``, ``regret_horizon``, ``history``.
 
     ## Version history
 
@@ -129,14 +128,12 @@ class EvictEnv(gym.Env):
                  workload_params: dict | None = None, split: str = "train", splits=None,
                  episode_rows: int | None = None, prefetcher: str | None = None, render_mode: str | None = None,
                  k: int = 32, sample: int | None = None, reward: str = "stall", reward_scale: float = 1.0,
-                 backend: str = "auto", diagnostics: bool = False, regret_horizon: int = 32, history: int = 128):
+                 diagnostics: bool = False, regret_horizon: int = 32, history: int = 128):
         self.cfg = EnvConfig(k=k, sample=sample, reward=reward, reward_scale=reward_scale,
-                             prefetch_decisions=self._prefetch_decisions, backend=backend,
-                             diagnostics=diagnostics, regret_horizon=regret_horizon, history=history)
+                             prefetch_decisions=self._prefetch_decisions, diagnostics=diagnostics,
+                             regret_horizon=regret_horizon, history=history)
         scn = resolve_scenario(scenario)
         if self._prefetch_decisions:
-            if self.cfg.backend == "reference":
-                raise ConfigError("EvictPrefetch-v0: prefetch decisions run on the compiled backend only")
             if not scn.prefetch:
                 scn = scn.with_(prefetch=True)  # the agent is the prefetcher
             if scn.max_prefetch < 1:
@@ -188,19 +185,20 @@ class EvictEnv(gym.Env):
         self._history: deque = deque(maxlen=self.cfg.history)
         self.belady_stats = [0, 0]  # [decisions checked, Belady's victim shown]
 
-    # -- agents that need hooks ---------------------------------------------------------------
+    # -- agents that act through a policy ----------------------------------------------------
     def attach_policy(self, factory) -> None:
-        """Run the next episodes on the reference engine with ``factory()`` receiving every hook.
+        """Keep ``factory()``'s policy up to date in the next episodes (it sees every event).
 
-        Used by :class:`kvgym.envs.agents.PolicyAgent`; ``None`` detaches. The new policy object
-        (``self.policy``) is built at each ``reset``.
+        Used by :class:`kvgym.envs.agents.PolicyAgent`, which then asks :meth:`policy_choice`;
+        ``None`` detaches. The policy object (``self.policy``) is built at each ``reset``.
         """
-        if factory is not None and self._prefetch_decisions:
-            raise ConfigError("EvictPrefetch-v0 runs on the compiled backend: a Python policy cannot be attached "
-                              "(use Evict-v0)")
-        if factory is not None and self.cfg.backend == "compiled":
-            raise ConfigError("backend='compiled' cannot feed a Python policy's hooks; use backend='auto'")
         self._policy_factory = factory
+
+    def policy_choice(self) -> int:
+        """The attached policy's victim for the pending eviction decision (a page id)."""
+        if self._sim is None or self._done or self.policy is None:
+            raise ConfigError("policy_choice: no attached policy or no pending decision")
+        return self._sim.policy_choice()
 
     # -- gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -227,22 +225,11 @@ class EvictEnv(gym.Env):
             from kvgym.sim.policy import make_prefetcher
 
             pre = make_prefetcher(self.prefetcher_name)
-        use_ref = self.cfg.backend == "reference" or (self.cfg.backend == "auto" and (
-            self._policy_factory is not None or pre is not None))
-        if self.cfg.backend == "compiled" and pre is not None:
-            raise ConfigError("backend='compiled' cannot run a Python prefetcher; use backend='auto'")
-        shapes = ((self.cfg.k, N_FEATURES), n_context(self.n_tiers))
-        common = dict(k=self.cfg.k, sample=self.cfg.sample, seed=ep_seed, regret_horizon=self.cfg.regret_horizon,
-                      diagnostics=self.cfg.diagnostics, obs_shapes=shapes)
-        if use_ref:
-            from kvgym.envs.reference import ReferenceSim
-
-            self.policy = self._policy_factory() if self._policy_factory is not None else None
-            sim = ReferenceSim(setup, step, page, weight, policy=self.policy, prefetcher=pre, **common)
-        else:
-            sim = CompiledSim(setup, step, page, weight, prefetch_decisions=self._prefetch_decisions, **common)
+        self.policy = self._policy_factory() if self._policy_factory is not None else None
+        sim = Episode(setup, step, page, weight, k=self.cfg.k, sample=self.cfg.sample, seed=ep_seed,
+                      regret_horizon=self.cfg.regret_horizon, diagnostics=self.cfg.diagnostics,
+                      prefetch_decisions=self._prefetch_decisions, policy=self.policy, prefetcher=pre)
         self._sim = sim
-        self.backend = "reference" if use_ref else "compiled"
         self.trace_label = drawn.label
         self.window = (start, stop)
         self._truncates = (start, stop) != (0, len(trace))
@@ -259,7 +246,7 @@ class EvictEnv(gym.Env):
                 f"tier 0 or a longer trace")
         self._done = False
         info = self._info()
-        info.update(trace=drawn.label, window=(start, stop), backend=self.backend)
+        info.update(trace=drawn.label, window=(start, stop))
         return self._obs(), info
 
     def step(self, action):
@@ -354,8 +341,7 @@ class EvictEnv(gym.Env):
         if self._sim is None:
             raise ResetNeeded("kvgym env: call reset() first")
         sim = self._sim
-        step, page = (sim.tr[0], sim.tr[1]) if hasattr(sim, "tr") else (sim.step_arr, sim.page_arr)
-        step, page = step.view(), page.view()
+        step, page = sim.step_arr.view(), sim.page_arr.view()
         step.flags.writeable = page.flags.writeable = False
         return step, page
 

@@ -7,7 +7,7 @@ Positions are access indices (rows of the trace, 0-based). For access ``i`` of p
 - ``first_pos[p]``: index of ``p``'s first access (``n`` if never accessed).
 
 :func:`future` builds a :class:`kvgym.sim.context.Future` (the engine's privileged view);
-the next-use kernel is shared with it (``kvgym.sim.fast.next_use``).
+the next-use kernel is shared with it (``kvgym.sim.context.next_use``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from kvgym.sim.context import Future
-from kvgym.sim.fast import next_use as _next_use
+from kvgym.sim.context import next_use as _next_use
 
 
 @numba.njit(cache=True)

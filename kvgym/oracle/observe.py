@@ -28,7 +28,7 @@ import numpy as np
 from kvgym.errors import ConfigError
 from kvgym.oracle.nextuse import future as make_future
 from kvgym.sim.context import Future
-from kvgym.sim.engine import Decision, Engine
+from kvgym.sim.engine import ArrivalOrder, Decision, Engine
 from kvgym.sim.metrics import Metrics
 from kvgym.sim.policy import Policy, Prefetcher, make_policy
 from kvgym.sim.scenario import Setup
@@ -135,7 +135,7 @@ def observe(trace: Trace, setup: Setup, policy: Policy | str | None = None, *, d
     """Run ``trace`` under ``setup`` and record it (see the module docstring).
 
     Give ``policy`` (name or object) for a policy, or ``decider`` for an agent (then lower tiers
-    use LRU, as :class:`Engine` does without a policy). ``decisions=False`` skips the decision
+    use their arrival order, as :class:`Engine` does without a policy). ``decisions=False`` skips the decision
     log (a plain policy-driven run, faster).
     """
     if isinstance(policy, str):
@@ -146,7 +146,7 @@ def observe(trace: Trace, setup: Setup, policy: Policy | str | None = None, *, d
     if future is None:
         future = make_future(trace.page, len(setup.page_bytes))
     same = setup.scenario.lower_policy == "same" and policy is not None
-    tap = _Tap(policy if same else make_policy("lru"), policy, n)
+    tap = _Tap(policy if same else ArrivalOrder(), policy, n)
     external = decider is not None or decisions
     eng = Engine(setup, policy, prefetcher, lower_policy=tap, future=future, external=external and policy is not None)
     if not external:

@@ -1,9 +1,10 @@
-"""The simulator: geometry, quantization, tiers, scenarios, the engine and its metrics.
+"""The simulator: geometry, quantization, tiers, scenarios, the engines and their metrics.
 
 :func:`run` is the one entry point for "simulate this trace under this scenario with this
-policy": it takes the compiled fast path (:mod:`kvgym.sim.fast`) when the combination
-qualifies and the reference engine (:mod:`kvgym.sim.engine`) otherwise. Both give identical
-metrics (tested). This package never imports gymnasium or torch.
+policy". It runs the compiled engine (:mod:`kvgym.sim.compiled`) for every policy and prefetcher,
+or, with ``engine="reference"``, the specification engine (:mod:`kvgym.sim.engine`), which defines
+the rules and serves tests as the oracle. Both give identical metrics (tested). This package never
+imports gymnasium or torch.
 """
 
 from __future__ import annotations
@@ -13,30 +14,32 @@ from pathlib import Path
 from kvgym.sim.metrics import Metrics
 from kvgym.sim.scenario import Scenario
 
+ENGINES = ("compiled", "reference")
 
-def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str = "auto",
+
+def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str = "compiled",
         chunk_rows: int = 1 << 20, **policy_params) -> Metrics:
     """Simulate ``trace`` (a :class:`~kvgym.traces.format.Trace` or a Parquet path) and return metrics.
 
     Args:
         policy: registered name or a Policy object; ``policy_params`` go to its constructor.
         prefetcher: name, object or None (only used when ``scenario.prefetch`` is on).
-        engine: ``auto`` (fast path when possible), ``fast`` (error if unsupported) or ``reference``.
+        engine: ``compiled`` (default) or ``reference`` (the specification engine).
         chunk_rows: rows per chunk when reading a Parquet trace (bounded memory).
 
     A trace file is checked as it is read (:mod:`kvgym.traces.parquet`), an in-memory trace by
     :func:`~kvgym.traces.format.validate`, before anything is simulated.
     """
+    import numpy as np
+
     from kvgym.errors import ConfigError
-    from kvgym.sim import fast
     from kvgym.sim.context import Future
-    from kvgym.sim.engine import Engine
     from kvgym.sim.policy import make_policy, make_prefetcher
     from kvgym.traces.format import Trace, validate
     from kvgym.traces.parquet import iter_chunks, read_pages
 
-    if engine not in ("auto", "fast", "reference"):
-        raise ConfigError(f"engine={engine!r}; valid: auto, fast, reference")
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine!r}; valid: {', '.join(ENGINES)}")
     if isinstance(trace, (str, Path)):
         path = trace
         pages = read_pages(path)
@@ -52,19 +55,22 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
     setup = scenario.build(pages, chunks())  # accesses are read only for an auto:F capacity
     if page_arr is not None:
         setup.check_steps(trace.step, trace.page)
-    use_fast = not policy_params and fast.supports(policy, prefetcher, scenario)
-    if engine == "fast" and not use_fast:
-        raise ConfigError(f"the fast path runs plain 'lru' without prefetch; got policy {policy!r}, prefetcher {prefetcher!r}")
-    if engine != "reference" and use_fast:
-        return fast.run_fast(setup, chunks())
     pol = make_policy(policy, **policy_params) if isinstance(policy, str) else policy
     pre = make_prefetcher(prefetcher) if isinstance(prefetcher, str) else prefetcher
+    if not scenario.prefetch:
+        pre = None
     future = None
     if pol.privileged or getattr(pre, "privileged", False):
         if page_arr is None:
-            page_arr = __import__("numpy").concatenate([c[1] for c in chunks()])
+            page_arr = np.concatenate([c[1] for c in chunks()])
         future = Future(page_arr, len(pages))
-    return Engine(setup, pol, pre, future=future).run_chunks(chunks())
+    if engine == "reference":
+        from kvgym.sim.engine import Engine
+
+        return Engine(setup, pol, pre, future=future).run_chunks(chunks())
+    from kvgym.sim.compiled import CompiledEngine
+
+    return CompiledEngine(setup, pol, pre, future=future).run_chunks(chunks())
 
 
 __all__ = ["Metrics", "Scenario", "run"]

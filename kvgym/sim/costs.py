@@ -5,20 +5,27 @@ Both receive the same calls from the engine: ``begin_step``, ``hit``, ``transfer
 
 ``serial``: every charge is added to one accumulator in the order it happens. A tier-0 hit
 costs ``tier0.read_latency_us + decode_us``; a transfer of page X from A to B costs
-``((A.read + B.write) + bytes / min(A.bw, B.bw)) + decode_us(X)`` (this association, for
-bit-exact parity). No overlap, no queueing. ``total_time_us`` = the accumulator = ``stall_us``.
+``copy_us(X) + decode_us(X)`` where ``copy_us`` is the link's time for a copy on an idle link
+(:meth:`kvgym.sim.tiers.Link.time_us`; α-β links: ``(A.read + B.write) + bytes / min(A.bw, B.bw)``,
+this association, for bit-exact parity). No overlap, no queueing. ``total_time_us`` = the
+accumulator = ``stall_us``.
 
 ``overlap``: a clock ``now`` (µs) at the start of each step. Every link (tier i > 0) is a FIFO
 server with ``channels`` servers; a transfer issued at time ``t`` on link L starts at
-``max(t, free[L][c])`` on the channel c that frees first and takes ``α + bytes/β``. Demand
-promotions and their demotions are issued at the step's start; the step waits for the last
-demand promotion (stall). Prefetches (and the demotions they cause) are issued when compute
-begins (``now + stall``) and overlap it; a prefetched page is resident (its space reserved)
-at once but readable only when its transfer ends: demanded earlier, the step stalls until
-then and the prefetch counts as late. Step time = stall + compute, compute =
-``max(layers_in_step * layer_floor_us, attended_fp16_bytes / attention_bytes_per_us)`` +
-dequantization of every page the step reads. Demotions occupy links (and so delay later
-transfers) but never stall a step by themselves.
+``max(t, free[L][c])`` on the channel c that frees first (the first such channel on ties) and
+takes the link's copy time, as a copy *queued* behind another when ``free[L][c] > t`` (the link is
+still busy at issue time) and on an idle link otherwise. Demand promotions and their demotions are
+issued at the step's start; the step waits for the last demand promotion (stall). Prefetches (and
+the demotions they cause) are issued when compute begins (``now + stall``) and overlap it; a
+prefetched page is resident (its space reserved) at once but readable only when its transfer
+ends: demanded earlier, the step stalls until then and the prefetch counts as late. Step time =
+stall + compute, compute = ``max(distinct_layers * layer_floor_us, distinct_fp16_bytes /
+attention_bytes_per_us) + dequantization`` where the dequantization of every access of the step
+(repeats included) is summed sequentially in access order. Demotions occupy links (and so delay
+later transfers) but never stall a step by themselves.
+
+Floats: the compiled engine repeats each of these operations in this order, so the two engines'
+times are equal to the last bit.
 """
 
 from __future__ import annotations
@@ -27,7 +34,15 @@ import numpy as np
 
 from kvgym.sim.metrics import Metrics
 from kvgym.sim.scenario import Setup
-from kvgym.sim.tiers import transfer_alpha_beta
+
+
+def step_compute_us(setup: Setup, pages: np.ndarray) -> float:
+    """Compute time of one ``overlap`` decode step that reads ``pages`` (access order, repeats kept)."""
+    uniq = np.unique(pages)
+    c = setup.compute
+    dec = float(np.cumsum(setup.decode_us[pages])[-1]) if len(pages) else 0.0  # sequential sum
+    return max(len(np.unique(setup.pages.layer[uniq])) * c.layer_floor_us,
+               float(setup.pages.fp16_bytes[uniq].sum()) / c.attention_bytes_per_us) + dec
 
 
 class SerialCost:
@@ -35,9 +50,8 @@ class SerialCost:
         self.m = m
         self.size = setup.page_bytes
         self.decode = setup.decode_us
-        t = setup.tiers
-        self.hit_base = t[0].read_latency_us
-        self.ab = {(a, b): transfer_alpha_beta(t[a], t[b]) for a in range(len(t)) for b in range(len(t)) if a != b}
+        self.link = setup.link
+        self.hit_base = setup.tiers[0].read_latency_us
         self.total = 0.0
 
     def begin_step(self, step: int, pages: np.ndarray) -> None:
@@ -47,8 +61,7 @@ class SerialCost:
         self.total += self.hit_base + self.decode[page]
 
     def transfer(self, src: int, dst: int, page: int, kind: str) -> None:
-        a, b = self.ab[src, dst]
-        self.total += (a + self.size[page] / b) + self.decode[page]
+        self.total += self.link(src, dst).time_us(int(self.size[page])) + self.decode[page]
 
     def begin_prefetch(self) -> None:
         pass
@@ -63,23 +76,16 @@ class SerialCost:
 class OverlapCost:
     def __init__(self, setup: Setup, m: Metrics):
         self.m = m
+        self.setup = setup
         self.size = setup.page_bytes
-        self.decode = setup.decode_us
-        self.fp16 = setup.pages.fp16_bytes
-        self.layer = setup.pages.layer
-        self.compute = setup.compute
-        t = setup.tiers
-        self.ab = {(a, b): transfer_alpha_beta(t[a], t[b]) for a in range(len(t)) for b in range(len(t)) if a != b}
-        self.free = [np.zeros(tier.channels) for tier in t]
+        self.link = setup.link
+        self.free = [np.zeros(tier.channels) for tier in setup.tiers]
         self.ready_at: dict[int, float] = {}
         self.now = 0.0
 
     def begin_step(self, step: int, pages: np.ndarray) -> None:
         self.t0 = self.issue = self.ready = self.now
-        uniq = np.unique(pages)
-        c = self.compute
-        self.step_compute = max(len(np.unique(self.layer[uniq])) * c.layer_floor_us,
-                                float(self.fp16[uniq].sum()) / c.attention_bytes_per_us) + float(self.decode[pages].sum())
+        self.step_compute = step_compute_us(self.setup, pages)
 
     def hit(self, page: int) -> bool:
         """Account a tier-0 hit; True if the page was still in flight (a late prefetch)."""
@@ -90,11 +96,11 @@ class OverlapCost:
         return r > self.t0
 
     def transfer(self, src: int, dst: int, page: int, kind: str) -> None:
-        a, b = self.ab[src, dst]
         free = self.free[max(src, dst)]
         ch = int(np.argmin(free))
+        queued = bool(free[ch] > self.issue)
         start = max(self.issue, free[ch])
-        fin = start + a + self.size[page] / b
+        fin = start + self.link(src, dst).time_us(int(self.size[page]), queued)
         free[ch] = fin
         if kind == "demand":
             self.ready = max(self.ready, fin)

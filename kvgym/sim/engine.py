@@ -16,9 +16,13 @@ whole step: it is never chosen as a victim in any tier. For each access of page 
    ``on_insert(P, 0)``.
 4. Making room in tier T for X: while X does not fit, evict the lowest-scored unpinned resident
    of T (ties: the earliest inserted). Tier 0 uses the eviction policy (or the agent); lower tiers
-   use ``lower_policy`` (LRU, or the same policy). Evicting V from tier i calls ``on_evict(V, i)``;
-   if tier i+1 exists V is demoted: room is made in tier i+1 first (recursively), then V is added
-   there and the demotion charged; from the last tier V is dropped.
+   use ``lower_policy``: ``lru`` (default), each lower tier is an LRU of its own in which a page's
+   use of the tier is its arrival (a demotion or cold insertion; reading it promotes it out), so
+   the page that arrived first leaves first, as demoted blocks enter the MRU end of an exclusive
+   lower cache (Wong & Wilkes, "My cache or yours?", USENIX ATC 2002); or ``same``, the tier-0
+   policy's own scores. Evicting V from tier i calls ``on_evict(V, i)``; if tier i+1 exists V is
+   demoted: room is made in tier i+1 first (recursively), then V is added there and the demotion
+   charged; from the last tier V is dropped.
 
 After the step's accesses, if prefetch is on, the prefetcher proposes pages (at most
 ``max_prefetch``): those already in tier 0 are skipped, those resident nowhere are cold-inserted,
@@ -41,7 +45,7 @@ from kvgym.errors import SimulationError
 from kvgym.sim.context import Future, SimContext
 from kvgym.sim.costs import COST_MODELS
 from kvgym.sim.metrics import Metrics
-from kvgym.sim.policy import Policy, Prefetcher, make_policy
+from kvgym.sim.policy import Policy, Prefetcher
 from kvgym.sim.scenario import Setup
 from kvgym.traces.format import Trace
 
@@ -58,6 +62,15 @@ class Decision:
     incoming: int
     need_bytes: int
     kind: str
+
+
+class ArrivalOrder(Policy):
+    """Lower tiers' default order (``lower_policy="lru"``): the earliest arrival in the tier goes first."""
+
+    name = "arrival"
+
+    def scores(self, cands: np.ndarray, step: int) -> np.ndarray:
+        return np.zeros(len(cands), np.int64)  # all tie: the earliest inserted is evicted
 
 
 class Engine:
@@ -83,7 +96,7 @@ class Engine:
         ctx.future = future
         self.policy = policy
         if lower_policy is None:
-            lower_policy = policy if setup.scenario.lower_policy == "same" and policy is not None else make_policy("lru")
+            lower_policy = policy if setup.scenario.lower_policy == "same" and policy is not None else ArrivalOrder()
         self.lower = lower_policy
         self.prefetcher = prefetcher if setup.scenario.prefetch else None
         self.caps = [t.capacity_bytes if t.capacity_bytes is not None else np.iinfo(np.int64).max for t in setup.tiers]
@@ -131,6 +144,8 @@ class Engine:
                 weight = None if weight is None else np.concatenate([carry[2], weight])
             if len(step) == 0:
                 continue
+            if pos == 0:
+                self.ctx.has_weights = weight is not None
             bounds = np.flatnonzero(np.diff(step)) + 1
             last = int(bounds[-1]) if len(bounds) else 0
             starts = np.r_[0, bounds[:-1]] if len(bounds) else np.zeros(0, np.int64)

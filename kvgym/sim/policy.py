@@ -36,7 +36,13 @@ from kvgym.params import check as check_param  # noqa: F401  (the policies' para
 
 
 class Policy:
-    """Base class of eviction policies. Subclasses set ``name`` and implement ``scores``."""
+    """Base class of eviction policies. Subclasses set ``name`` and implement ``scores``.
+
+    A built-in policy also names its compiled implementation (``compiled = "name"`` in its own
+    class body, see :mod:`kvgym.sim.compiled`) and packs its parameters for it in
+    ``compiled_args(setup) -> (floats, ints)``; a policy without one runs in the compiled engine
+    through Python callbacks.
+    """
 
     name = "policy"
     #: True for policies that read ``ctx.future`` (oracles); the harness labels them.
@@ -50,6 +56,10 @@ class Policy:
 
     def scores(self, cands: np.ndarray, step: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def compiled_args(self, setup) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """Parameters of the compiled implementation: (up to 8 floats, up to 4 ints)."""
+        return (), ()
 
     def params(self) -> dict:
         """Constructor parameters (JSON-serialisable), for manifests."""
@@ -74,6 +84,10 @@ class Prefetcher:
 
     def propose(self, step: int, pages: np.ndarray):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def compiled_args(self, setup) -> tuple[tuple[int, ...], np.ndarray | None]:
+        """Parameters of the compiled implementation: (up to 4 ints, a per-page int64 table or None)."""
+        return (), None
 
     def params(self) -> dict:
         return dict(getattr(self, "_params", {}))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from kvgym.errors import ConfigError, SimulationError
 from kvgym.params import check, invalid, need_bool, need_choice, need_int, need_str
 from kvgym.sim.quant import SCHEMES as QUANTIZATIONS
 from kvgym.sim.quant import Quantization, quantization
-from kvgym.sim.tiers import ComputeModel, Tier, profile, profiles
+from kvgym.sim.tiers import ComputeModel, Link, Tier, make_link, profile, profiles
 from kvgym.traces.format import PageTable
 
 COST_MODELS = ("serial", "overlap")
@@ -290,14 +291,34 @@ class Setup:
     def backing(self) -> int:
         return self.scenario.backing_tier % len(self.tiers)
 
+    @cached_property
+    def _links(self) -> dict[tuple[int, int], Link]:
+        curves = profile(self.scenario.profile).curves
+        n = len(self.tiers)
+        return {(a, b): make_link(self.tiers, curves, a, b) for a in range(n) for b in range(n) if a != b}
+
+    def link(self, src: int, dst: int) -> Link:
+        """The copy-time model from tier ``src`` to tier ``dst`` (see :mod:`kvgym.sim.tiers`)."""
+        return self._links[src, dst]
+
     def check_steps(self, step: np.ndarray, page: np.ndarray, source: str = "trace") -> None:
-        """Raise if one step's distinct pages alone overflow tier 0 (they are all pinned)."""
-        steps, need = step_need(step, page, self.page_bytes)
+        """Raise if one step's distinct pages alone overflow tier 0 (they are all pinned); the error
+        suggests the trace's feasible tier-0 range.
+
+        ``step`` must be non-decreasing and ``page`` inside the page table (the loader checks both).
+        One pass in compiled code (:mod:`kvgym.sim.cengine`), so it is cheap next to a run.
+        """
+        from kvgym.sim import _engine
+
         cap = self.tiers[0].capacity_bytes
-        if cap is not None and (bad := np.flatnonzero(need > cap)).size:
-            b = int(bad[0])
-            lo, hi = int(need.max()), int(self.page_bytes[np.unique(page)].sum())
-            raise SimulationError(f"{source}: step {int(steps[b])} needs {int(need[b])} bytes of distinct pages "
+        if cap is None or len(step) == 0:
+            return
+        bad = _engine.check_steps(np.ascontiguousarray(step, np.int64), np.ascontiguousarray(page, np.int64),
+                                  np.ascontiguousarray(self.page_bytes, np.int64), int(cap))
+        if bad is not None:
+            lo = int(step_need(step, page, self.page_bytes)[1].max())
+            hi = int(self.page_bytes[np.unique(page)].sum())
+            raise SimulationError(f"{source}: step {bad[0]} needs {bad[1]} bytes of distinct pages "
                                   f"at once, more than tier 0 {self.tiers[0].name!r} holds ({cap} bytes); "
                                   + feasible_hint(lo, hi))
 

@@ -1,15 +1,24 @@
 """Memory tiers, the links between them, and tier profiles shipped as data.
 
-Link model (α-β): moving page X from tier A to tier B costs
+**Time of one page copy** from tier A to tier B (:class:`Link`, µs, bytes):
 
-    α + bytes(X) / β,   α = A.read_latency_us + B.write_latency_us,   β = min(A.bw, B.bw)
+- *α-β form* (every profile, unless a measured curve replaces it): ``α + bytes / β`` with
+  ``α = A.read_latency_us + B.write_latency_us`` and ``β = min(A.bw, B.bw)`` (bytes/µs; 1 GB/s =
+  1e3 bytes/µs). kv-hierarchy-lab's serial formula, generalised: with tier 0's latencies at 0 it is
+  the per-tier α-β link of the design guide.
+- *Measured form* (:class:`LinkCurve`, e.g. ``h200-measured``'s host->GPU, GPU->host and
+  GPU<->GPU-pool copies): a copy issued on an **idle** link takes the measured single-copy time of
+  its size, interpolated piecewise linearly between measured sizes (the smallest size's time below
+  it, the last segment's slope above it); a copy issued **behind another** on a busy link (the
+  ``overlap`` model's FIFO, when the link is still busy at issue time) takes ``max(issue_us,
+  bytes / wire)``: back-to-back copies pipeline, each costing its measured issue cost unless the
+  wire is the bottleneck (H200: 64 KiB page copies back to back measured 6.6 µs each against 11.7 µs
+  for a lone copy). The ``serial`` model charges every copy as on an idle link.
 
-in µs, with bandwidths in bytes/µs (1 GB/s = 1e3 bytes/µs). This is kv-hierarchy-lab's serial
-formula, generalised: with tier 0's latencies at 0 it is the DESIGN's per-tier link
-(α = the slower tier's fixed cost). **Which link a transfer occupies** (the FIFO server in the
-``overlap`` cost model): a promotion from tier i (any i > 0) straight to tier 0 uses tier i's
-link; a demotion from tier i to tier i+1 uses tier i+1's link (host RAM -> disk is the disk's
-link). Each link has ``channels`` identical servers.
+**Which link a transfer occupies** (the FIFO server in the ``overlap`` cost model): a promotion
+from tier i (any i > 0) straight to tier 0 uses tier i's link; a demotion from tier i to tier i+1
+uses tier i+1's link (host RAM -> disk is the disk's link). Each link has ``channels`` identical
+servers. Curves are attached to a (source tier, destination tier) pair by tier name.
 
 Profiles (``seed-toy``, ``h200-measured``, ``h100-datasheet``) live in
 ``kvgym/data/profiles.json`` with their provenance; ``kvgym profiles`` lists them.
@@ -69,6 +78,93 @@ def transfer_alpha_beta(src: Tier, dst: Tier) -> tuple[float, float]:
     return src.read_latency_us + dst.write_latency_us, min(src.bandwidth_bytes_per_us, dst.bandwidth_bytes_per_us)
 
 
+MAX_CURVE_POINTS = 32
+
+
+@dataclass(frozen=True)
+class LinkCurve:
+    """A measured copy-time curve for one direction of a link (see the module docstring).
+
+    Attributes:
+        src, dst: tier names the curve applies to (a copy from ``src`` to ``dst``).
+        bytes: copy sizes, increasing.
+        us: measured time of one copy of each size on an idle link, µs.
+        issue_us: measured cost of one copy issued back to back behind another, µs.
+        wire_bytes_per_us: the wire's bandwidth (largest measured copy), bytes/µs.
+        source: where the numbers come from.
+    """
+
+    src: str
+    dst: str
+    bytes: tuple[float, ...]
+    us: tuple[float, ...]
+    issue_us: float
+    wire_bytes_per_us: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bytes", tuple(float(b) for b in self.bytes))
+        object.__setattr__(self, "us", tuple(float(u) for u in self.us))
+        where = f"link curve {self.src}->{self.dst}"
+        x, y = self.bytes, self.us
+        if not 2 <= len(x) == len(y) <= MAX_CURVE_POINTS:
+            raise ConfigError(f"{where}: needs 2..{MAX_CURVE_POINTS} (bytes, us) points of equal count")
+        if any(b <= a for a, b in zip(x, x[1:])) or x[0] <= 0:
+            raise ConfigError(f"{where}: bytes must be positive and increasing")
+        if not all(math.isfinite(v) and v > 0 for v in y):
+            raise ConfigError(f"{where}: times must be finite and > 0")
+        for f in ("issue_us", "wire_bytes_per_us"):
+            v = getattr(self, f)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{where}: {f} must be a finite number > 0, got {v!r}")
+
+    def time_us(self, nbytes: int, queued: bool = False) -> float:
+        """µs of one copy of ``nbytes``: idle link (interpolated) or queued behind another."""
+        b = float(nbytes)
+        if queued:
+            w = b / self.wire_bytes_per_us
+            return self.issue_us if self.issue_us >= w else w
+        x, y = self.bytes, self.us
+        if b <= x[0]:
+            return y[0]
+        i = 0
+        while i + 2 < len(x) and b > x[i + 1]:
+            i += 1
+        return y[i] + ((b - x[i]) * (y[i + 1] - y[i])) / (x[i + 1] - x[i])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bytes"], d["us"] = list(self.bytes), list(self.us)
+        return d
+
+
+@dataclass(frozen=True)
+class Link:
+    """The copy-time model between two tiers: α-β, or a measured curve when the profile has one."""
+
+    alpha_us: float
+    beta: float
+    curve: LinkCurve | None = None
+
+    def time_us(self, nbytes: int, queued: bool = False) -> float:
+        """µs of one copy of ``nbytes`` (``queued``: issued behind another on a busy link)."""
+        if self.curve is not None:
+            return self.curve.time_us(nbytes, queued)
+        return self.alpha_us + nbytes / self.beta
+
+    def min_time_us(self, nbytes: int) -> float:
+        """The least a copy of ``nbytes`` can take, idle or queued (for lower bounds)."""
+        return min(self.time_us(nbytes), self.time_us(nbytes, True))
+
+
+def make_link(tiers: tuple[Tier, ...], curves: tuple[LinkCurve, ...], src: int, dst: int) -> Link:
+    """The link from ``tiers[src]`` to ``tiers[dst]``: α-β from the tiers, a curve if one names the pair."""
+    a, b = tiers[src], tiers[dst]
+    alpha, beta = transfer_alpha_beta(a, b)
+    curve = next((c for c in curves if c.src == a.name and c.dst == b.name), None)
+    return Link(alpha, beta, curve)
+
+
 @dataclass(frozen=True)
 class ComputeModel:
     """Decode-step compute time: ``max(layers * layer_floor_us, attended_bytes / attention_bytes_per_us)``.
@@ -93,6 +189,7 @@ class TierProfile:
     tiers: tuple[Tier, ...]
     compute: ComputeModel = field(default_factory=ComputeModel)
     provenance: str = ""
+    curves: tuple[LinkCurve, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"profile {self.name!r}"
@@ -103,16 +200,32 @@ class TierProfile:
             if t.capacity_bytes is None and i != len(self.tiers) - 1:
                 raise ConfigError(f"{where}: only the last tier may be unbounded (tier {t.name!r})")
         self.compute.validate(where)
+        names = [t.name for t in self.tiers]
+        seen = set()
+        for c in self.curves:
+            if c.src not in names or c.dst not in names or c.src == c.dst:
+                raise ConfigError(f"{where}: link curve {c.src}->{c.dst} must join two of its tiers {names}")
+            if (c.src, c.dst) in seen:
+                raise ConfigError(f"{where}: two link curves for {c.src}->{c.dst}")
+            seen.add((c.src, c.dst))
+
+    def link(self, src: int, dst: int) -> Link:
+        """The copy-time model from tier ``src`` to tier ``dst`` (indices)."""
+        return make_link(self.tiers, self.curves, src, dst)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "tiers": [t.to_dict() for t in self.tiers],
-                "compute": asdict(self.compute), "provenance": self.provenance}
+        d = {"name": self.name, "tiers": [t.to_dict() for t in self.tiers],
+             "compute": asdict(self.compute), "provenance": self.provenance}
+        if self.curves:
+            d["curves"] = [c.to_dict() for c in self.curves]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TierProfile:
         try:
             return cls(name=d["name"], tiers=tuple(Tier(**t) for t in d["tiers"]),
-                       compute=ComputeModel(**d.get("compute", {})), provenance=d.get("provenance", ""))
+                       compute=ComputeModel(**d.get("compute", {})), provenance=d.get("provenance", ""),
+                       curves=tuple(LinkCurve(**c) for c in d.get("curves", ())))
         except TypeError as e:
             raise ConfigError(f"profile {d.get('name')!r}: {e}") from None
 

@@ -1,0 +1,643 @@
+/* kvgym.sim._engine: the compiled engine as a Python extension type. One translation unit.
+ *
+ * Python (kvgym/sim/compiled.py) builds every array (validated by the loader) and passes them in;
+ * the engine keeps buffer views on them for its lifetime. Layouts of the record types are exported
+ * (page_fields, link_fields) so Python builds matching numpy dtypes. */
+#include "structs.c"
+#include "core.c"
+#include "policy.c"
+#include "prefetch.c"
+#include "observe.c"
+#include <stddef.h>
+
+#define MAX_BUFS 40
+
+typedef struct {
+    PyObject_HEAD
+    Engine e;
+    Policy pol;
+    Prefetcher pre;
+    Obs obs;
+    Py_buffer bufs[MAX_BUFS];
+    int nbufs;
+    Py_buffer chunk[3];
+    int nchunk;
+    PyObject *refs;       /* Python objects kept alive (hooks, chooser, propose) */
+    int64_t *pf_py;       /* Python prefetcher output buffer */
+    int64_t *view;        /* env: decision and totals, refreshed after each call */
+    double *fview;
+} EngineObject;
+
+static void *getbuf(EngineObject *self, PyObject *o, Py_ssize_t item, Py_ssize_t n, int writable, const char *name) {
+    if (o == NULL || o == Py_None) return NULL;
+    if (self->nbufs >= MAX_BUFS) { PyErr_SetString(PyExc_RuntimeError, "engine: too many buffers"); return NULL; }
+    Py_buffer *b = &self->bufs[self->nbufs];
+    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) return NULL;
+    self->nbufs++;
+    if (b->itemsize != item || b->len != n * item) {
+        PyErr_Format(PyExc_ValueError, "engine: buffer %s has itemsize %zd and %zd bytes, expected %zd x %zd",
+                     name, b->itemsize, b->len, item, n);
+        return NULL;
+    }
+    return b->buf;
+}
+
+#define REQ(ptr, expr) do { ptr = (void *)(expr); if (!(ptr)) { if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "engine: missing %s", #ptr); return -1; } } while (0)
+
+static void policy_free(Policy *P, int nt) {
+    free(P->prev); free(P->next); free(P->where); free(P->gprev); free(P->gnext); free(P->in_ghost);
+    free(P->cnt); free(P->aux); free(P->val); free(P->ring); free(P->page_group); free(P->groups);
+    free(P->gpos); free(P->kib); free(P->scratch); free(P->nextu); free(P->sclass); free(P->sroot);
+    free(P->length); free(P->cls); free(P->sd_root); free(P->sd_pos);
+    free(P->gmap.f); free(P->gmap.z); free(P->gmap.t); free(P->gmap.gid);
+    pf_free(&P->pf);
+    for (int t = 0; t < KV_MAX_TIERS; t++) {
+        ih_free(&P->gheap[t]); ih_free(&P->mass[t]);
+        for (int c = 0; c < 3; c++) ih_free(&P->sd_heap[t][c]);
+    }
+    (void)nt;
+}
+
+static void Engine_dealloc(EngineObject *self) {
+    Engine *e = &self->e;
+    for (int t = 0; t < KV_MAX_TIERS; t++) ih_free(&e->t[t].heap);
+    free(e->hpos); free(e->oprev); free(e->onext); free(e->spages); free(e->mark64); free(e->pf_list);
+    policy_free(&self->pol, e->nt);
+    Prefetcher *F = &self->pre;
+    free(F->mark); free(F->cur); free(F->nxt);
+    if (F->sb) { for (int64_t i = 0; i < e->n_pages; i++) { free(F->sb[i]); free(F->sc[i]); free(F->ss[i]); } }
+    free(F->sb); free(F->sc); free(F->ss); free(F->sn); free(F->scap); hm_free(&F->pair);
+    Obs *o = &self->obs;
+    free(o->rprev); free(o->rnext); free(o->slots); free(o->slot_of); free(o->mark); free(o->buf); free(o->ring);
+    for (int i = 0; i < self->nbufs; i++) PyBuffer_Release(&self->bufs[i]);
+    for (int i = 0; i < self->nchunk; i++) PyBuffer_Release(&self->chunk[i]);
+    Py_XDECREF(self->refs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static void *zalloc(int64_t n, size_t item) { return calloc((size_t)(n > 0 ? n : 1), item); }
+static int32_t *nil32(int64_t n) {
+    int32_t *a = malloc((size_t)(n > 0 ? n : 1) * 4);
+    if (a) for (int64_t i = 0; i < n; i++) a[i] = NIL;
+    return a;
+}
+
+/* Engine(**spec): see kvgym/sim/compiled.py for every key. */
+static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {
+        "size", "fp16", "layer", "seq", "tok_start", "tok_end", "decode", "state", "tiers", "links",
+        "n_layers", "n_seqs", "backing", "serial", "create", "prefetch_on", "max_prefetch", "lower_lru",
+        "regret_horizon", "floor_us", "attn_bytes_per_us", "hit_base_us", "track_order", "external",
+        "pf_external", "policy", "pfpar", "pipar", "hooks", "chooser", "prefetcher", "fipar", "succ",
+        "trace_page", "next_pos", "first_pos", "ctxbuf", "pf_py", "cands", "propose", NULL};
+    PyObject *o_size, *o_fp16, *o_layer, *o_seq, *o_ts, *o_te, *o_dec, *o_state, *o_tiers, *o_links;
+    long long n_layers, n_seqs;
+    int backing, serial, create, prefetch_on, max_prefetch, lower_lru, regret_horizon, track_order, external,
+        pf_external, policy_id, pre_id;
+    double floor_us, attn, hit_base;
+    PyObject *o_pfpar, *o_pipar, *o_hooks, *o_chooser, *o_fipar, *o_succ, *o_tpage, *o_npos, *o_fpos, *o_ctx, *o_pfpy, *o_cands, *o_propose;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOLLiiiiiiidddiiiiOOOOiOOOOOOOOO", kwlist,
+            &o_size, &o_fp16, &o_layer, &o_seq, &o_ts, &o_te, &o_dec, &o_state, &o_tiers, &o_links,
+            &n_layers, &n_seqs, &backing, &serial, &create, &prefetch_on, &max_prefetch, &lower_lru,
+            &regret_horizon, &floor_us, &attn, &hit_base, &track_order, &external, &pf_external,
+            &policy_id, &o_pfpar, &o_pipar, &o_hooks, &o_chooser, &pre_id, &o_fipar, &o_succ, &o_tpage,
+            &o_npos, &o_fpos, &o_ctx, &o_pfpy, &o_cands, &o_propose))
+        return -1;
+    Engine *e = &self->e;
+    memset(e, 0, sizeof *e);
+    self->refs = PyList_New(0);
+    if (!self->refs) return -1;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(o_size, &probe, PyBUF_SIMPLE) < 0) return -1;
+    int64_t n = probe.len / 8;
+    PyBuffer_Release(&probe);
+    e->n_pages = n;
+    REQ(e->size, getbuf(self, o_size, 8, n, 0, "size"));
+    REQ(e->fp16, getbuf(self, o_fp16, 8, n, 0, "fp16"));
+    REQ(e->layer, getbuf(self, o_layer, 4, n, 0, "layer"));
+    REQ(e->seq, getbuf(self, o_seq, 4, n, 0, "seq"));
+    REQ(e->tok_start, getbuf(self, o_ts, 8, n, 0, "tok_start"));
+    REQ(e->tok_end, getbuf(self, o_te, 8, n, 0, "tok_end"));
+    REQ(e->decode, getbuf(self, o_dec, 8, n, 0, "decode"));
+    REQ(e->pg, getbuf(self, o_state, sizeof(PageState), n, 1, "state"));
+    if (PyObject_GetBuffer(o_tiers, &probe, PyBUF_SIMPLE) < 0) return -1;
+    int nt = (int)(probe.len / (Py_ssize_t)sizeof(TierSpec));
+    PyBuffer_Release(&probe);
+    if (nt < 1 || nt > KV_MAX_TIERS) { PyErr_Format(PyExc_ValueError, "engine: %d tiers (1..%d)", nt, KV_MAX_TIERS); return -1; }
+    const TierSpec *ts;
+    REQ(ts, getbuf(self, o_tiers, sizeof(TierSpec), nt, 0, "tiers"));
+    const Link *links;
+    REQ(links, getbuf(self, o_links, sizeof(Link), (Py_ssize_t)nt * nt, 0, "links"));
+    e->nt = nt;
+    for (int t = 0; t < nt; t++) {
+        e->t[t].cap = ts[t].cap;
+        e->t[t].channels = ts[t].channels;
+        if (ts[t].channels < 1 || ts[t].channels > KV_MAX_CH) { PyErr_Format(PyExc_ValueError, "engine: tier %d channels", t); return -1; }
+        e->t[t].key = t == 0 ? K_NONE : K_ARRIVAL;
+        ls_init(&e->t[t].order);
+        for (int u = 0; u < nt; u++) e->link[t][u] = links[t * nt + u];
+    }
+    e->n_layers = n_layers; e->n_seqs = n_seqs;
+    if (backing < 1 || backing >= nt) { PyErr_Format(PyExc_ValueError, "engine: backing tier %d must be in 1..%d", backing, nt - 1); return -1; }
+    e->backing = backing; e->serial = serial; e->create = create; e->prefetch_on = prefetch_on;
+    e->max_prefetch = max_prefetch; e->lower_lru = lower_lru; e->regret_horizon = regret_horizon;
+    e->floor_us = floor_us; e->attn_bytes_per_us = attn; e->hit_base_us = hit_base;
+    e->track_order = track_order; e->external = external; e->pf_external = pf_external;
+    e->hpos = nil32(n);
+    e->mark64 = malloc((size_t)(n_layers + n_seqs + 1) * 8);
+    e->spages = malloc((size_t)(n > 0 ? n : 1) * 4);
+    if (!e->hpos || !e->mark64 || !e->spages) { PyErr_NoMemory(); return -1; }
+    for (int64_t i = 0; i < n_layers + n_seqs + 1; i++) e->mark64[i] = -1;
+    e->oprev = nil32(n); e->onext = nil32(n);
+    if (!e->oprev || !e->onext) { PyErr_NoMemory(); return -1; }
+    if (o_ctx != Py_None) REQ(e->ctxbuf, getbuf(self, o_ctx, 8, 4, 1, "ctxbuf"));
+    if (o_npos != Py_None) {
+        Py_buffer pb;
+        if (PyObject_GetBuffer(o_npos, &pb, PyBUF_SIMPLE) < 0) return -1;
+        e->n_future = pb.len / 8;
+        PyBuffer_Release(&pb);
+        REQ(e->next_pos, getbuf(self, o_npos, 8, e->n_future, 0, "next_pos"));
+        REQ(e->first_pos, getbuf(self, o_fpos, 8, n, 0, "first_pos"));
+    }
+    e->stamp = 0;
+    e->phase = PH_STEP;
+
+    /* ---- the policy ---- */
+    Policy *P = &self->pol;
+    memset(P, 0, sizeof *P);
+    P->id = policy_id;
+    e->pol = P;
+    double *pfpar; int64_t *pipar;
+    REQ(pfpar, getbuf(self, o_pfpar, 8, 8, 0, "pfpar"));
+    REQ(pipar, getbuf(self, o_pipar, 8, 4, 0, "pipar"));
+    memcpy(P->par, pfpar, sizeof P->par);
+    memcpy(P->ipar, pipar, sizeof P->ipar);
+    P->plan_victim = P->ghost_hit = NIL;
+    P->hand = NIL;
+    P->free_group = NIL;
+    if (o_hooks != Py_None) {
+        if (!PyTuple_Check(o_hooks) || PyTuple_GET_SIZE(o_hooks) != 2) { PyErr_SetString(PyExc_ValueError, "engine: hooks must be a 2-tuple"); return -1; }
+        for (int i = 0; i < 2; i++) {
+            PyObject *h = PyTuple_GET_ITEM(o_hooks, i);
+            if (h != Py_None) { P->hooks[i] = h; if (PyList_Append(self->refs, h) < 0) return -1; }
+        }
+    }
+    if (o_chooser != Py_None) { P->chooser = o_chooser; if (PyList_Append(self->refs, o_chooser) < 0) return -1; }
+    int own0 = 0, lower = K_ARRIVAL;  /* tier-0 key and the lower tiers' key under lower_policy="same" */
+    switch (policy_id) {
+    case P_NONE: break;
+    case P_LRU: own0 = K_OWN; lower = K_POLICY; break;
+    case P_FIFO: case P_CLOCK: case P_SIEVE: case P_ARC: case P_S3FIFO: own0 = K_OWN; lower = K_LAST; break;
+    case P_LFU: own0 = K_POLICY; lower = K_LAST; break;
+    case P_HEAVY: case P_PREDICTIVE: case P_WINDOWED: case P_BELADY: case P_GDSF: own0 = K_POLICY; lower = K_POLICY; break;
+    case P_COSTAWARE: case P_REGRET: case P_BELADY_SIZE: case P_H2O: case P_STREAMING: case P_PY: own0 = K_OWN; lower = K_OWN; break;
+    default: PyErr_Format(PyExc_ValueError, "engine: unknown policy id %d", policy_id); return -1;
+    }
+    if (policy_id == P_PY && !P->chooser) { PyErr_SetString(PyExc_ValueError, "engine: a Python policy needs a chooser"); return -1; }
+    if (policy_id == P_PY && !track_order) { PyErr_SetString(PyExc_ValueError, "engine: a Python policy needs track_order"); return -1; }
+    e->t[0].key = own0;
+    for (int t = 1; t < nt; t++) e->t[t].key = lower_lru ? K_ARRIVAL : lower;
+    int need_lists = policy_id == P_LRU || policy_id == P_FIFO || policy_id == P_CLOCK || policy_id == P_SIEVE
+                     || policy_id == P_ARC || policy_id == P_S3FIFO;
+    for (int i = 0; i < 4; i++) ls_init(&P->L[i]);
+    ls_init(&P->ghost);
+    if (need_lists) {
+        P->prev = nil32(n); P->next = nil32(n); P->where = zalloc(n, 1);
+        if (!P->prev || !P->next || !P->where) { PyErr_NoMemory(); return -1; }
+    }
+    int64_t cap0 = e->t[0].cap;
+    if (cap0 == INT64_MAX) { cap0 = 0; for (int64_t i = 0; i < n; i++) cap0 += e->size[i]; }
+    switch (policy_id) {
+    case P_LFU: case P_CLOCK: case P_SIEVE:
+        P->cnt = zalloc(n, 8); P->aux = zalloc(n, 8);
+        if (!P->cnt || !P->aux) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_ARC:
+        P->cap = cap0;
+        break;
+    case P_S3FIFO: {
+        P->cnt = zalloc(n, 8); P->in_ghost = zalloc(n, 1); P->gprev = nil32(n); P->gnext = nil32(n);
+        if (!P->cnt || !P->in_ghost || !P->gprev || !P->gnext) { PyErr_NoMemory(); return -1; }
+        /* queue shares in whole units (the gcd of page sizes), so results do not depend on page size */
+        int64_t unit = pipar[1] > 0 ? pipar[1] : 1, units = cap0 / unit;
+        P->small_cap = (int64_t)((double)units * pfpar[0]) * unit;
+        P->main_cap = cap0 - P->small_cap;
+        P->ghost_cap = (int64_t)((double)units * pfpar[1]) * unit;
+        break;
+    }
+    case P_WINDOWED:
+        P->cnt = zalloc(n, 8);
+        P->ring_cap = pipar[0] + 1;
+        P->ring = malloc((size_t)P->ring_cap * 4);
+        if (!P->cnt || !P->ring) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_GDSF:
+        P->cnt = zalloc(n, 8); P->val = zalloc(n, 8);
+        if (!P->cnt || !P->val) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_COSTAWARE: case P_REGRET:
+        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+        P->page_group = nil32(n);
+        P->kib = malloc((size_t)(n ? n : 1) * 8);
+        P->val = zalloc(n, 8);
+        P->aux = malloc((size_t)(n ? n : 1) * 8);
+        if (!P->page_group || !P->kib || !P->val || !P->aux) { PyErr_NoMemory(); return -1; }
+        for (int64_t i = 0; i < n; i++) { P->kib[i] = (double)e->size[i] / 1024.0; P->aux[i] = -1; }
+        break;
+    case P_BELADY: case P_BELADY_SIZE:
+        if (!e->next_pos) { PyErr_SetString(PyExc_ValueError, "engine: an oracle policy needs the future"); return -1; }
+        P->nextu = malloc((size_t)(n ? n : 1) * 8);
+        if (!P->nextu) { PyErr_NoMemory(); return -1; }
+        memcpy(P->nextu, e->first_pos, (size_t)n * 8);
+        if (policy_id == P_BELADY_SIZE) {
+            if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+            P->sclass = malloc((size_t)(n ? n : 1) * 4);
+            if (!P->sclass) { PyErr_NoMemory(); return -1; }
+            /* size classes: distinct sizes, numbered in order of first appearance */
+            HMap m; if (hm_init(&m, 16) < 0) { PyErr_NoMemory(); return -1; }
+            int64_t maxs = 1;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t *c = hm_find(&m, e->size[i]);
+                if (!c) { hm_put(&m, e->size[i], P->n_sclass); P->sclass[i] = (int32_t)P->n_sclass++; }
+                else P->sclass[i] = (int32_t)*c;
+                if (e->size[i] > maxs) maxs = e->size[i];
+            }
+            hm_free(&m);
+            P->sroot = nil32((int64_t)nt * (P->n_sclass ? P->n_sclass : 1));
+            if (!P->sroot) { PyErr_NoMemory(); return -1; }
+            P->never = (double)(e->n_future + 1) * (double)(n ? maxs : 1);
+        }
+        break;
+    case P_H2O: case P_STREAMING:
+        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+        P->length = zalloc(n_seqs, 8); P->cls = zalloc(n, 1);
+        P->sd_root = nil32((int64_t)nt * 3 * n_seqs); P->sd_pos = nil32((int64_t)nt * 3 * n_seqs);
+        if (!P->length || !P->cls || !P->sd_root || !P->sd_pos) { PyErr_NoMemory(); return -1; }
+        break;
+    default: break;
+    }
+    if (policy_id == P_PY) {
+        REQ(P->cand_buf, getbuf(self, o_cands, 8, n, 1, "cands"));
+        P->cand_cap = n;
+    }
+
+    /* ---- the prefetcher ---- */
+    Prefetcher *F = &self->pre;
+    memset(F, 0, sizeof *F);
+    F->id = pre_id;
+    F->prev = -1;
+    int64_t *fipar;
+    REQ(fipar, getbuf(self, o_fipar, 8, 4, 0, "fipar"));
+    memcpy(F->ipar, fipar, sizeof F->ipar);
+    if (pre_id != F_NONE) {
+        e->pre = F;
+        F->mark = malloc((size_t)(n ? n : 1) * 8);
+        if (!F->mark) { PyErr_NoMemory(); return -1; }
+        for (int64_t i = 0; i < n; i++) F->mark[i] = -1;
+    }
+    switch (pre_id) {
+    case F_NONE: break;
+    case F_SEQUENTIAL: REQ(F->succ, getbuf(self, o_succ, 8, n, 0, "succ")); break;
+    case F_MARKOV:
+        F->sb = calloc((size_t)(n ? n : 1), sizeof(int32_t *)); F->sc = calloc((size_t)(n ? n : 1), sizeof(int64_t *));
+        F->ss = calloc((size_t)(n ? n : 1), sizeof(int64_t *)); F->sn = zalloc(n, 8); F->scap = zalloc(n, 8);
+        if (!F->sb || !F->sc || !F->ss || !F->sn || !F->scap || hm_init(&F->pair, 1024) < 0) { PyErr_NoMemory(); return -1; }
+        break;
+    case F_LOOKAHEAD: {
+        Py_buffer pb;
+        if (PyObject_GetBuffer(o_tpage, &pb, PyBUF_SIMPLE) < 0) return -1;
+        F->trace_n = pb.len / 8;
+        PyBuffer_Release(&pb);
+        REQ(F->trace_page, getbuf(self, o_tpage, 8, F->trace_n, 0, "trace_page"));
+        break;
+    }
+    case F_PY:
+        if (o_propose == Py_None) { PyErr_SetString(PyExc_ValueError, "engine: a Python prefetcher needs propose"); return -1; }
+        F->propose = o_propose;
+        if (PyList_Append(self->refs, o_propose) < 0) return -1;
+        break;
+    default: PyErr_Format(PyExc_ValueError, "engine: unknown prefetcher id %d", pre_id); return -1;
+    }
+    if (pre_id == F_PY) {
+        REQ(self->pf_py, getbuf(self, o_pfpy, 8, max_prefetch > 0 ? max_prefetch : 1, 1, "pf_py"));
+        F->py_out = self->pf_py;
+    }
+    return 0;
+}
+
+static PyObject *status_result(EngineObject *self, int st);
+
+/* enable_obs(k, sample, seed, obs_c, obs_g, mask, sel, view, fview, next_block, occ, occ_start,
+ *            max_size, max_layer): observations for the envs (call before the first feed).
+ * view (int64[8]) and fview (float64[1]) are refreshed after every call that advances the engine:
+ * view = [n_sel, n_eligible, step, pos, belady_shown, accesses, misses, bytes_moved], fview = [stall_us]. */
+static PyObject *Engine_enable_obs(EngineObject *self, PyObject *args) {
+    long long k, sample;
+    unsigned long long seed;
+    PyObject *o_c, *o_g, *o_mask, *o_sel, *o_view, *o_fview, *o_nb, *o_occ, *o_occs;
+    double max_size, max_layer;
+    if (!PyArg_ParseTuple(args, "LLKOOOOOOOOOdd", &k, &sample, &seed, &o_c, &o_g, &o_mask, &o_sel, &o_view,
+                          &o_fview, &o_nb, &o_occ, &o_occs, &max_size, &max_layer))
+        return NULL;
+    Engine *e = &self->e;
+    Obs *o = &self->obs;
+    if (e->obs) { PyErr_SetString(PyExc_RuntimeError, "engine: observations already enabled"); return NULL; }
+    memset(o, 0, sizeof *o);
+    int64_t n = e->n_pages, g = 2 * e->nt + 5;
+    o->k = k; o->sample = sample; o->seed = seed; o->f = N_FEATURES; o->g = g;
+    if (!(o->obs_c = getbuf(self, o_c, 4, k * N_FEATURES, 1, "obs_c"))) return NULL;
+    if (!(o->obs_g = getbuf(self, o_g, 4, g, 1, "obs_g"))) return NULL;
+    if (!(o->mask = getbuf(self, o_mask, 1, k, 1, "mask"))) return NULL;
+    if (!(o->sel = getbuf(self, o_sel, 8, k, 1, "sel"))) return NULL;
+    if (!(self->view = getbuf(self, o_view, 8, 8, 1, "view"))) return NULL;
+    if (!(self->fview = getbuf(self, o_fview, 8, 1, 1, "fview"))) return NULL;
+    if (!(o->next_block = getbuf(self, o_nb, 8, n, 0, "next_block"))) return NULL;
+    if (o_occ != Py_None) {
+        Py_buffer pb;
+        if (PyObject_GetBuffer(o_occ, &pb, PyBUF_SIMPLE) < 0) return NULL;
+        int64_t no = pb.len / 8;
+        PyBuffer_Release(&pb);
+        if (!(o->occ = getbuf(self, o_occ, 8, no, 0, "occ"))) return NULL;
+        if (!(o->occ_start = getbuf(self, o_occs, 8, n + 1, 0, "occ_start"))) return NULL;
+        o->diag = 1;
+    }
+    o->max_size = max_size; o->max_layer = max_layer;
+    o->rprev = nil32(n); o->rnext = nil32(n); o->slots = malloc((size_t)(n ? n : 1) * 4);
+    o->slot_of = nil32(n); o->mark = malloc((size_t)(n ? n : 1) * 8);
+    o->ring_n = 4 * k;
+    o->ring = malloc((size_t)o->ring_n * 8);
+    if (!o->rprev || !o->rnext || !o->slots || !o->slot_of || !o->mark || !o->ring) return PyErr_NoMemory();
+    for (int64_t i = 0; i < n; i++) o->mark[i] = -1;
+    o->rhead = o->rtail = NIL;
+    o->belady_shown = -1;
+    e->obs = o;
+    Py_RETURN_NONE;
+}
+
+static void refresh_view(EngineObject *self) {
+    if (!self->view) return;
+    Engine *e = &self->e;
+    Obs *o = &self->obs;
+    int64_t bytes = 0;
+    for (int t = 0; t < e->nt; t++)
+        bytes += e->m.link_bytes_demand[t] + e->m.link_bytes_prefetch[t] + e->m.link_bytes_demotion[t];
+    int64_t *v = self->view;
+    v[0] = o->n_sel; v[1] = o->n_elig; v[2] = e->s; v[3] = e->cur_obs; v[4] = o->belady_shown;
+    v[5] = e->m.accesses; v[6] = e->m.misses; v[7] = bytes;
+    self->fview[0] = e->serial ? e->clk.serial_total : e->m.stall_us;
+}
+
+/* feed(step, page, weight, pos_base, more) -> status: run a chunk (compiled choosers). */
+static PyObject *Engine_feed(EngineObject *self, PyObject *args) {
+    PyObject *o_step, *o_page, *o_w;
+    long long pos_base;
+    int more;
+    if (!PyArg_ParseTuple(args, "OOOLp", &o_step, &o_page, &o_w, &pos_base, &more)) return NULL;
+    Engine *e = &self->e;
+    for (int i = 0; i < self->nchunk; i++) PyBuffer_Release(&self->chunk[i]);
+    self->nchunk = 0;
+    if (PyObject_GetBuffer(o_step, &self->chunk[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    self->nchunk = 1;
+    if (PyObject_GetBuffer(o_page, &self->chunk[1], PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    self->nchunk = 2;
+    int64_t n = self->chunk[0].len / 8;
+    if (self->chunk[0].itemsize != 8 || self->chunk[1].itemsize != 8 || self->chunk[1].len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "engine: step and page must be int64 arrays of one length");
+        return NULL;
+    }
+    e->weight = NULL;
+    if (o_w != Py_None) {
+        if (PyObject_GetBuffer(o_w, &self->chunk[2], PyBUF_C_CONTIGUOUS) < 0) return NULL;
+        self->nchunk = 3;
+        if (self->chunk[2].itemsize != 4 || self->chunk[2].len != n * 4) {
+            PyErr_SetString(PyExc_ValueError, "engine: weight must be a float32 array as long as page");
+            return NULL;
+        }
+        e->weight = self->chunk[2].buf;
+    }
+    e->step = self->chunk[0].buf;
+    e->page = self->chunk[1].buf;
+    e->n_acc = n;
+    e->pos_base = pos_base;
+    e->more = more;
+    e->cur = 0;
+    if (e->phase != PH_STEP && e->phase != PH_DONE) { PyErr_SetString(PyExc_RuntimeError, "engine: feed in the middle of a step"); return NULL; }
+    return status_result(self, advance(e));
+}
+
+static PyObject *status_result(EngineObject *self, int st) {
+    Engine *e = &self->e;
+    refresh_view(self);
+    if (st == ST_ERROR && e->err == E_INTERNAL && e->err_tier == -2 && PyErr_Occurred()) return NULL;
+    if (st == ST_ERROR && e->err == E_INTERNAL && !PyErr_Occurred() && e->err_tier != -2) {
+        /* allocation failure or a broken invariant */
+    }
+    if (st == ST_NEED) return Py_BuildValue("(iL)", 3, (long long)e->cur);
+    return Py_BuildValue("(iL)", st, (long long)e->cur);
+}
+
+static PyObject *Engine_act(EngineObject *self, PyObject *args) {
+    long long v;
+    int prefetch;
+    if (!PyArg_ParseTuple(args, "Lp", &v, &prefetch)) return NULL;
+    Engine *e = &self->e;
+    if (e->obs) self->obs.decisions++;
+    int st = prefetch ? act_prefetch(e, (int32_t)v) : act_evict(e, (int32_t)v);
+    return status_result(self, st);
+}
+
+static PyObject *Engine_choose(EngineObject *self, PyObject *Py_UNUSED(a)) {
+    /* The attached policy's victim for the pending tier-0 decision (no side effect on the run). */
+    Engine *e = &self->e;
+    if (e->phase != PH_ROOM || self->pol.id == P_NONE) { PyErr_SetString(PyExc_RuntimeError, "engine: no policy decision pending"); return NULL; }
+    int32_t v = e->t[0].key == K_OWN ? pol_choose(e, 0) : (e->t[0].heap.n ? e->t[0].heap.p[0] : NIL);
+    if (e->err && e->err_tier == -2 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(v);
+}
+
+/* residents(t, out, unpinned) -> n: tier t's residents in insertion order (tier 0 needs track_order). */
+static PyObject *Engine_residents(EngineObject *self, PyObject *args) {
+    int t, unpinned;
+    PyObject *o_out;
+    if (!PyArg_ParseTuple(args, "iOp", &t, &o_out, &unpinned)) return NULL;
+    Engine *e = &self->e;
+    if (t < 0 || t >= e->nt || (t == 0 && !e->track_order)) { PyErr_SetString(PyExc_ValueError, "engine: residents of that tier are not tracked"); return NULL; }
+    Py_buffer b;
+    if (PyObject_GetBuffer(o_out, &b, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return NULL;
+    int64_t *out = b.buf, cap = b.len / 8, n = 0;
+    for (int32_t q = e->t[t].order.head; q != NIL && n < cap; q = e->onext[q])
+        if (!unpinned || e->pg[q].pin != e->stamp) out[n++] = q;
+    PyBuffer_Release(&b);
+    return PyLong_FromLongLong((long long)n);
+}
+
+static PyObject *Engine_used(EngineObject *self, PyObject *Py_UNUSED(a)) {
+    Engine *e = &self->e;
+    PyObject *l = PyList_New(e->nt);
+    if (!l) return NULL;
+    for (int t = 0; t < e->nt; t++) PyList_SET_ITEM(l, t, PyLong_FromLongLong((long long)e->t[t].used));
+    return l;
+}
+
+static PyObject *Engine_error(EngineObject *self, PyObject *Py_UNUSED(a)) {
+    Engine *e = &self->e;
+    return Py_BuildValue("(iiLL)", e->err, e->err_tier, (long long)e->err_page, (long long)e->err_step);
+}
+
+static PyObject *Engine_counters(EngineObject *self, PyObject *Py_UNUSED(a)) {
+    Engine *e = &self->e;
+    Counters *m = &e->m;
+    int nt = e->nt;
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+#define SETI(name, v) do { PyObject *x_ = PyLong_FromLongLong((long long)(v)); if (!x_ || PyDict_SetItemString(d, name, x_) < 0) { Py_XDECREF(x_); Py_DECREF(d); return NULL; } Py_DECREF(x_); } while (0)
+#define SETF(name, v) do { PyObject *x_ = PyFloat_FromDouble(v); if (!x_ || PyDict_SetItemString(d, name, x_) < 0) { Py_XDECREF(x_); Py_DECREF(d); return NULL; } Py_DECREF(x_); } while (0)
+#define SETL(name, arr) do { PyObject *l_ = PyList_New(nt); if (!l_) { Py_DECREF(d); return NULL; } for (int t_ = 0; t_ < nt; t_++) PyList_SET_ITEM(l_, t_, PyLong_FromLongLong((long long)(arr)[t_])); if (PyDict_SetItemString(d, name, l_) < 0) { Py_DECREF(l_); Py_DECREF(d); return NULL; } Py_DECREF(l_); } while (0)
+    SETI("accesses", m->accesses); SETI("hits", m->hits); SETI("misses", m->misses);
+    SETI("full_misses", m->full_misses); SETI("first_touch_misses", m->first_touch_misses);
+    SETL("tier_hits", m->tier_hits); SETL("evictions", m->evictions);
+    SETL("link_bytes_demand", m->link_bytes_demand); SETL("link_bytes_prefetch", m->link_bytes_prefetch);
+    SETL("link_bytes_demotion", m->link_bytes_demotion);
+    SETI("prefetch_issued", m->prefetch_issued); SETI("prefetch_useful", m->prefetch_useful);
+    SETI("prefetch_late", m->prefetch_late); SETI("prefetch_wasted", m->prefetch_wasted);
+    SETF("stall_us", m->stall_us); SETF("compute_us", m->compute_us); SETF("total_time_us", m->total_time_us);
+    SETL("peak_bytes", m->peak_bytes);
+    SETI("steps", m->steps); SETI("tokens", m->tokens);
+    return d;
+}
+
+static PyMethodDef Engine_methods[] = {
+    {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(step, page, weight, pos_base, more) -> (status, consumed)"},
+    {"enable_obs", (PyCFunction)Engine_enable_obs, METH_VARARGS, "observations for the envs"},
+    {"act", (PyCFunction)Engine_act, METH_VARARGS, "act(page, prefetch) -> (status, pos)"},
+    {"choose", (PyCFunction)Engine_choose, METH_NOARGS, "the attached policy's victim for the pending decision"},
+    {"error", (PyCFunction)Engine_error, METH_NOARGS, "(code, tier, page, step) of the error"},
+    {"residents", (PyCFunction)Engine_residents, METH_VARARGS, "residents(t, out, unpinned) -> n"},
+    {"used", (PyCFunction)Engine_used, METH_NOARGS, "bytes used per tier"},
+    {"counters", (PyCFunction)Engine_counters, METH_NOARGS, "metrics as a dict"},
+    {NULL}};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kvgym.sim._engine.Engine",
+    .tp_basicsize = sizeof(EngineObject),
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The compiled engine (see kvgym/sim/compiled.py).",
+    .tp_methods = Engine_methods,
+    .tp_init = (initproc)Engine_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* Layouts of the record types, for matching numpy dtypes. */
+static PyObject *fields(void) {
+#define F(T, name, code) Py_BuildValue("(snsn)", #name, (Py_ssize_t)offsetof(T, name), code, (Py_ssize_t)sizeof(((T *)0)->name))
+    PyObject *page = Py_BuildValue("[NNNNNNNNNNNNNN]",
+        F(PageState, last_access, "i8"), F(PageState, freq, "i8"), F(PageState, weight_sum, "f8"),
+        F(PageState, insert_step, "i8"), F(PageState, evict_step, "i8"), F(PageState, regret, "i8"),
+        F(PageState, ins, "i8"), F(PageState, ready, "f8"), F(PageState, pin, "i8"), F(PageState, used, "i8"), F(PageState, tier, "i1"),
+        F(PageState, seen, "u1"), F(PageState, pending, "u1"), F(PageState, mark, "u1"));
+    PyObject *link = Py_BuildValue("[NNNNNNNN]",
+        F(Link, curve, "i8"), F(Link, alpha, "f8"), F(Link, beta, "f8"), F(Link, issue_us, "f8"), F(Link, wire, "f8"),
+        F(Link, npts, "i8"), Py_BuildValue("(sns(n))", "x", (Py_ssize_t)offsetof(Link, x), "f8", (Py_ssize_t)KV_MAX_CURVE),
+        Py_BuildValue("(sns(n))", "y", (Py_ssize_t)offsetof(Link, y), "f8", (Py_ssize_t)KV_MAX_CURVE));
+    PyObject *tier = Py_BuildValue("[NN]", F(TierSpec, cap, "i8"), F(TierSpec, channels, "i8"));
+#undef F
+    return Py_BuildValue("{sNsnsNsnsNsn}", "page", page, "page_size", (Py_ssize_t)sizeof(PageState),
+                         "link", link, "link_size", (Py_ssize_t)sizeof(Link), "tier", tier,
+                         "tier_size", (Py_ssize_t)sizeof(TierSpec));
+}
+
+static PyObject *mod_layouts(PyObject *m, PyObject *Py_UNUSED(a)) { (void)m; return fields(); }
+
+/* check_steps(step, page, size, cap) -> None, or (step, bytes) of the first step whose distinct pages
+ * alone need more than cap bytes (they are all pinned together). Steps are non-decreasing. */
+static PyObject *mod_check_steps(PyObject *m, PyObject *args) {
+    (void)m;
+    Py_buffer bs, bp, bz;
+    long long cap;
+    if (!PyArg_ParseTuple(args, "y*y*y*L", &bs, &bp, &bz, &cap)) return NULL;
+    PyObject *res = NULL;
+    int64_t n = bs.len / 8, np_ = bz.len / 8;
+    const int64_t *step = bs.buf, *page = bp.buf, *size = bz.buf;
+    int64_t *mark = NULL;
+    if (bp.len != bs.len) { PyErr_SetString(PyExc_ValueError, "check_steps: step and page lengths differ"); goto done; }
+    mark = malloc((size_t)(np_ ? np_ : 1) * 8);
+    if (!mark) { PyErr_NoMemory(); goto done; }
+    for (int64_t i = 0; i < np_; i++) mark[i] = -1;
+    int64_t i = 0;
+    while (i < n) {
+        int64_t s = step[i], bytes = 0, j = i;
+        for (; j < n && step[j] == s; j++) {
+            int64_t p = page[j];
+            if (p < 0 || p >= np_) { PyErr_SetString(PyExc_ValueError, "check_steps: page id outside the table"); goto done; }
+            if (mark[p] != i) { mark[p] = i; bytes += size[p]; }
+        }
+        if (bytes > cap) { res = Py_BuildValue("(LL)", (long long)s, (long long)bytes); goto done; }
+        i = j;
+    }
+    res = Py_None; Py_INCREF(res);
+done:
+    free(mark);
+    PyBuffer_Release(&bs); PyBuffer_Release(&bp); PyBuffer_Release(&bz);
+    return res;
+}
+
+/* next_use(page, n_pages) -> (next_pos, first_pos): next_pos[i] = index of the next access to the page
+ * of access i (n if none); first_pos[p] = index of p's first access (n if never). One pass backwards. */
+static PyObject *mod_next_use(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *o_page, *o_next, *o_first;
+    if (!PyArg_ParseTuple(args, "OOO", &o_page, &o_next, &o_first)) return NULL;
+    Py_buffer bp, bn, bf;
+    if (PyObject_GetBuffer(o_page, &bp, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(o_next, &bn, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) { PyBuffer_Release(&bp); return NULL; }
+    if (PyObject_GetBuffer(o_first, &bf, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) { PyBuffer_Release(&bp); PyBuffer_Release(&bn); return NULL; }
+    int64_t n = bp.len / 8, np_ = bf.len / 8;
+    const int64_t *page = bp.buf;
+    int64_t *next = bn.buf, *first = bf.buf;
+    int ok = bn.len == bp.len;
+    if (ok) {
+        for (int64_t p = 0; p < np_; p++) first[p] = n;
+        for (int64_t i = n - 1; i >= 0; i--) {
+            int64_t p = page[i];
+            if (p < 0 || p >= np_) { ok = 0; break; }
+            next[i] = first[p];
+            first[p] = i;
+        }
+    }
+    PyBuffer_Release(&bp); PyBuffer_Release(&bn); PyBuffer_Release(&bf);
+    if (!ok) { PyErr_SetString(PyExc_ValueError, "next_use: page ids outside the table or lengths differ"); return NULL; }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mod_methods[] = {
+    {"layouts", mod_layouts, METH_NOARGS, "record layouts: {'page': [(name, offset, dtype, size)], ...}"},
+    {"check_steps", mod_check_steps, METH_VARARGS, "check_steps(step, page, size, cap) -> None or (step, bytes)"},
+    {"next_use", mod_next_use, METH_VARARGS, "next_use(page, next_pos_out, first_pos_out)"},
+    {NULL}};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_engine", "kvgym's compiled engine", -1, mod_methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__engine(void) {
+    if (PyType_Ready(&EngineType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moddef);
+    if (!m) return NULL;
+    Py_INCREF(&EngineType);
+    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) { Py_DECREF(&EngineType); Py_DECREF(m); return NULL; }
+    PyObject *pol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisi}",
+        "none", P_NONE, "python", P_PY, "lru", P_LRU, "fifo", P_FIFO, "lfu", P_LFU, "clock", P_CLOCK,
+        "sieve", P_SIEVE, "arc", P_ARC, "s3fifo", P_S3FIFO, "heavy_hitter", P_HEAVY, "predictive", P_PREDICTIVE,
+        "windowed_recency", P_WINDOWED, "cost_aware", P_COSTAWARE, "regret_aware", P_REGRET,
+        "cost_aware_tiered", P_GDSF, "h2o", P_H2O, "streaming_llm", P_STREAMING, "belady", P_BELADY,
+        "belady_size", P_BELADY_SIZE);
+    PyObject *pre = Py_BuildValue("{sisisisisi}", "none", F_NONE, "python", F_PY, "sequential", F_SEQUENTIAL,
+        "markov", F_MARKOV, "oracle_lookahead", F_LOOKAHEAD);
+    if (!pol || !pre || PyModule_AddObject(m, "POLICIES", pol) < 0 || PyModule_AddObject(m, "PREFETCHERS", pre) < 0) {
+        Py_XDECREF(pol); Py_XDECREF(pre); Py_DECREF(m); return NULL;
+    }
+    PyModule_AddIntConstant(m, "MAX_TIERS", KV_MAX_TIERS);
+    PyModule_AddIntConstant(m, "MAX_CURVE", KV_MAX_CURVE);
+    PyModule_AddIntConstant(m, "MAX_CHANNELS", KV_MAX_CH);
+    return m;
+}
