@@ -94,10 +94,10 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_process_workers_die_with_a_killed_sweep(tmp_path):
-    # Cells slow enough (non-LRU policies in the reference engine on 65k-access traces) that the
+    # Enough work (64 generated 65k-access traces, four policies each; tens of seconds) that the
     # sweep is surely mid-way when it is killed.
     cfg = small_config(tmp_path, [], workloads=("topk_drift",), policies=("arc", "lfu", "s3fifo", "sieve"),
-                       seeds=(0, 1, 2, 3), backend="process", workers=2, oracle="")
+                       seeds=tuple(range(64)), backend="process", workers=2, oracle="")
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
     code = ("import json; from kvgym.bench.config import SweepConfig; from kvgym.bench.sweep import run_sweep; "
             "run_sweep(SweepConfig(**json.load(open('cfg.json'))))")
