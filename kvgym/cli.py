@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        words = [getattr(args, k, None) for k in ("command", "trace_command", "train_command")]
-        command = " ".join(["kvgym", *(w for w in words if w)])
+        words = [getattr(args, "command", None)] + [v for k, v in vars(args).items() if k.endswith("_command")]
+        command = " ".join(["kvgym", *(w for w in words if isinstance(w, str) and w)])
         if not getattr(args, "func", None):
             parser.print_help()
             return 1
