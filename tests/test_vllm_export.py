@@ -99,7 +99,7 @@ def test_export_bad_input_one_line(modules, capsys):
     out = str(modules / "kvg_bad.py")
     for args, msg in [
         (["nope"], "unknown policy 'nope'; valid: arc, belady"),
-        (["clock", "bits=0"], "clock: parameter bits=0 invalid: must be an int >= 1"),
+        (["clock", "bits=0"], "clock: bits=0 is out of range; valid: 1 <= bits <= 16"),
         (["clock", "bitz=2"], "policy 'clock': unknown parameters ['bitz']"),
         (["belady"], "policy 'belady' is an oracle"),
         (["h2o"], "policy 'h2o' cannot run as a vLLM cache policy"),

@@ -168,7 +168,7 @@ def runners_of(cfg: SweepConfig) -> list[tuple[PolicySpec | AgentSpec, bool]]:
         out.append((p, privileged))
     from kvgym.bench.specs import agent_digest
 
-    out += [(AgentSpec(str(a), agent_digest(str(a))), False) for a in cfg.agents]
+    out += [(AgentSpec(str(a), agent_digest(str(a)), cfg.trust_pickle), False) for a in cfg.agents]
     return out
 
 
@@ -191,8 +191,9 @@ def expand(cfg: SweepConfig) -> list[Cell]:
 _TRACES: OrderedDict = OrderedDict()
 
 
-def load_trace(src: SourceSpec, seed: int):
-    """The cell's trace; the last few are cached per process (cells sharing a trace run together)."""
+def load_trace(src: SourceSpec, seed: int, path: str | None = None):
+    """The cell's trace; the last few are cached per process (cells sharing a trace run together).
+    ``path``: where a file source's bytes are on this machine, when not at ``src.name``."""
     key = (json.dumps(src.to_dict(), sort_keys=True), seed if src.seeded else None)
     if key in _TRACES:
         _TRACES.move_to_end(key)
@@ -202,10 +203,10 @@ def load_trace(src: SourceSpec, seed: int):
         trace = make_trace(src.name, seed, **src.params)
     elif src.name.endswith(".json"):
         from kvgym.traces.parity import load_cell
-        trace = load_cell(src.name).trace
+        trace = load_cell(path or src.name).trace
     else:
         from kvgym.traces.parquet import read_trace
-        trace = read_trace(src.name)
+        trace = read_trace(path or src.name)
     _TRACES[key] = trace
     while len(_TRACES) > 3:
         _TRACES.popitem(last=False)
@@ -240,7 +241,7 @@ def _run_agent(spec: AgentSpec, scenario: Scenario, trace, seed: int):
             from kvgym.agents import load_agent
         except ImportError:
             raise ConfigError(f"agent {spec.spec!r}: loading saved agents needs kvgym.agents (pip install -e '.[agents]')") from None
-        agent = load_agent(spec.spec)
+        agent = load_agent(spec.spec, trust_pickle=spec.trust_pickle)
     return evaluate(agent, scenario, trace, seed=seed)
 
 
@@ -271,7 +272,7 @@ def run_cell(cell: Cell) -> dict:
     try:
         # The scenario was validated when it was made, so a ConfigError here is about this trace
         # (a page bigger than a tier): the cell is infeasible, like a step that overflows tier 0.
-        setup = cell.scenario.build(trace.pages)
+        setup = cell.scenario.build(trace.pages, [(trace.step, trace.page)])
         setup.check_steps(trace.step, trace.page, f"{cell.source.label} seed {cell.seed}")
     except (SimulationError, ConfigError) as e:
         rec.update(status="infeasible", error=str(e).splitlines()[0])

@@ -21,10 +21,10 @@ import statistics as st
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvgym.bench.artifacts_io import write_text_atomic
 from kvgym.bench.cells import load_trace, simulate
 from kvgym.bench.scenarios import get_scenario
 from kvgym.bench.specs import PAIRED_PREFETCHER, SourceSpec
+from kvgym.files import write_text
 
 ORIGINAL_SIX = ("lru", "windowed_recency", "heavy_hitter", "cost_aware", "predictive", "regret_aware")
 
@@ -436,5 +436,5 @@ def write_report(out: Path, shared: Path | None = None, seeds=(0, 1), realistic:
         rlines, result["realistic"] = realistic_section(seeds, log)
         lines += rlines
     lines += ["Reproduce: `kvgym findings` (parity part needs `../shared`; about a minute on two cores)."]
-    path = write_text_atomic(Path(out) / "README.md", "\n".join(lines) + "\n")
+    path = write_text(Path(out) / "README.md", "\n".join(lines) + "\n")
     return path, result

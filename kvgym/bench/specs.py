@@ -239,6 +239,9 @@ class AgentSpec:
 
     spec: str
     digest: str = ""  # sha256 over the saved agent's files, so a retrained agent makes new cells
+    #: Allow a legacy SB3 ``.zip`` (a pickle; see :func:`kvgym.agents.agent.load_agent`). Not part
+    #: of the cell: it changes whether the agent may load, not what it does.
+    trust_pickle: bool = False
 
     @property
     def label(self) -> str:
@@ -251,16 +254,21 @@ class AgentSpec:
 
 
 def agent_digest(spec: str) -> str:
-    """sha256 over the files of a saved agent (its folder, or the folder of its manifest/model
-    file; ``zoo:NAME`` is ``artifacts/agents/NAME``); ``""`` for ``policy:`` agents or a path that
-    does not exist here (the loader then reports it)."""
+    """sha256 over the files of a saved agent, found exactly as the loader finds it
+    (:func:`kvgym.agents.agent.agent_folder`: ``~`` expanded, links resolved, ``zoo:NAME`` in the
+    project's zoo); ``""`` for ``policy:`` agents or a path that does not resolve (the loader then
+    reports it, and the cell fails rather than reusing anything)."""
     import hashlib
+
+    from kvgym.errors import KvgymError
 
     if spec.startswith("policy:"):
         return ""
-    p = Path("artifacts/agents") / spec[len("zoo:"):] if spec.startswith("zoo:") else Path(spec)
-    folder = p if p.is_dir() else p.parent if p.is_file() else None
-    if folder is None:
+    from kvgym.agents.agent import agent_folder
+
+    try:
+        folder = agent_folder(spec)
+    except KvgymError:
         return ""
     h = hashlib.sha256()
     for f in sorted(x for x in folder.rglob("*") if x.is_file()):

@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kvgym.errors import ConfigError, unknown_name
+from kvgym.params import check as check_param  # noqa: F401  (the policies' parameter check)
 
 
 class Policy:
@@ -152,9 +153,3 @@ def policy_names() -> list[str]:
 def prefetcher_names() -> list[str]:
     _load_builtins()
     return sorted(_PREFETCHERS)
-
-
-def check_param(owner: str, name: str, value, ok: bool, rule: str) -> None:
-    """Raise a ConfigError naming the parameter if ``ok`` is false."""
-    if not ok:
-        raise ConfigError(f"{owner}: parameter {name}={value!r} invalid: {rule}")
