@@ -58,9 +58,9 @@ def cache_setup(pages, capacity_bytes: int, *, name: str = "cache"):
     nothing (``serial`` cost model, zero latencies): only counts matter. Page bytes are the
     page table's ``bytes`` if given, else its ``fp16_bytes``.
     """
-    from kvgym.sim.quant import quantization
     from kvgym.sim.scenario import Scenario, Setup
     from kvgym.sim.tiers import ComputeModel, Tier
+    from kvgym.traces.quant import quantization
 
     size = np.asarray(pages.bytes if pages.bytes is not None else pages.fp16_bytes, np.int64)
     scen = Scenario(name=name, profile="seed-toy", cost_model="serial", description="one cache tier over a store")

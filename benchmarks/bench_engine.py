@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from kvgym.files import write_json
 from kvgym.sim import run
-from kvgym.sim.geometry import geometry
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
+from kvgym.traces.geometry import geometry
 
 
 def decode_trace(n_access: int, n_pages: int, seed: int = 0, layers: int = 32, per_layer: int = 32) -> Trace:

@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kvgym.files import write_json  # noqa: E402
-from kvgym.sim.context import Future  # noqa: E402
-from kvgym.sim.engine import Engine  # noqa: E402
-from kvgym.sim.policy import make_policy, make_prefetcher, policy_names, prefetcher_names  # noqa: E402
-from kvgym.sim.scenario import Scenario  # noqa: E402
-from kvgym.traces.format import PageTable, Trace  # noqa: E402
+from kvgym.files import write_json
+from kvgym.sim.context import Future
+from kvgym.sim.engine import Engine
+from kvgym.sim.policy import make_policy, make_prefetcher, policy_names, prefetcher_names
+from kvgym.sim.scenario import Scenario
+from kvgym.traces.format import PageTable, Trace
 
 LAYERS, WINDOW, HEAVY, FAR = 8, 8, 4, 4
 

@@ -63,8 +63,8 @@ def phase_target(args, tmp: Path) -> dict:
 def phase_reference(args, tmp: Path) -> dict:
     import numpy as np
 
-    from kvgym.sim.geometry import geometry
     from kvgym.traces.format import PageTable, Trace
+    from kvgym.traces.geometry import geometry
     from kvgym.traces.parquet import write_trace
 
     g = geometry("llama-3.1-8b")

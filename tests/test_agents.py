@@ -50,7 +50,7 @@ def test_history_rows_exact_and_blind_to_the_future():
 
 def test_oracle_agent_through_env_equals_belady():
     trace = make_trace("rag_burst", 1000)
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     m = evaluate(OracleAgent(trace), SCEN, trace, k=32)
     assert m.misses == policy_misses(SCEN, trace, "belady") == 153
@@ -178,7 +178,7 @@ def test_train_imitation_command_save_load_eval_and_split(tmp_path, monkeypatch,
     assert (out / "model.pt").stat().st_size < 1_000_000
     # Load it and run it through the harness's evaluate (masked actions, history features).
     agent = load_agent(out / "model.pt")
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     trace = make_trace("long_tail_mix", 1100)
     mt = evaluate(agent, SCEN, trace, k=32)
@@ -192,7 +192,7 @@ def test_train_imitation_command_save_load_eval_and_split(tmp_path, monkeypatch,
 def test_imitation_learns_periodic_reuse(tmp_path):
     """A cycle of 9 pages through 8 slots: LRU never hits; Belady-imitation must learn to keep pages."""
     from kvgym.agents.imitation import ImitationArgs, train
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     args = ImitationArgs(train_workloads=("periodic_reuse",), holdout_workloads=(), train_seeds=1,
                          validation_seeds=1, test_seeds=1, dagger_iters=1, epochs=4, progress=False, seed=0)

@@ -9,7 +9,8 @@ import pytest
 from kvgym.bench.cells import expand
 from kvgym.bench.config import SweepConfig, load_config
 from kvgym.bench.scenarios import resolve_scenarios, scenario_names
-from kvgym.bench.specs import PolicySpec, SourceSpec, split_top
+from kvgym.bench.specs import PolicySpec, SourceSpec
+from kvgym.callspec import split_top
 from kvgym.errors import ConfigError
 
 

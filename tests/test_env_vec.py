@@ -79,7 +79,7 @@ def test_gymnasium_vector_envs(kind):
 def test_maskable_ppo_train_save_load_evaluate(tmp_path):
     torch = pytest.importorskip("torch")
     sb3c = pytest.importorskip("sb3_contrib")
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
     from kvgym.sim.engine import simulate
 
     torch.set_num_threads(1)

@@ -8,12 +8,11 @@ import math
 import shutil
 
 import pytest
+from conftest import SHARED
 
+from kvgym.bench.parity import load_cell
 from kvgym.cli import main
 from kvgym.commands.parity import compare, default_dir, run_all, run_record, runner
-from kvgym.traces.parity import load_cell
-
-from conftest import SHARED
 
 
 def test_all_210_records_match(shared_dir):

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from kvgym.bench.parity import load_cell
 from kvgym.cli import main
 from kvgym.commands.parity import run_all, run_record
 from kvgym.errors import ConfigError
-from kvgym.traces.parity import load_cell
 
 # kv-hierarchy-lab v0.1's toy tiers (the seed-toy profile), as its parity files spell them.
 TIERS = [

@@ -9,12 +9,12 @@ import pytest
 
 from kvgym.errors import ConfigError, SimulationError, TraceError
 from kvgym.sim import run
-from kvgym.sim.geometry import geometry
-from kvgym.sim.quant import quantization
 from kvgym.sim.scenario import Scenario
 from kvgym.sim.tiers import profile
 from kvgym.traces.format import PageTable, Trace, validate
+from kvgym.traces.geometry import geometry
 from kvgym.traces.parquet import iter_chunks, pages_path, read_trace, write_trace
+from kvgym.traces.quant import quantization
 
 
 def small_trace(n=50, n_pages=10, seed=0) -> Trace:

@@ -124,9 +124,10 @@ def test_exported_module_without_the_class_is_one_line(modules):
 def test_pinned_chunks_are_never_victims(modules):
     """A store still in flight (ref_cnt -1) is not evictable: with B pending and A stored, the
     kvgym LRU would evict B (older) but must take A."""
+    from vllm.v1.kv_offload.base import ReqContext
+
     from kvgym.integrations.vllm_export import export_vllm
     from kvgym.integrations.vllm_replay import block_key, make_manager
-    from vllm.v1.kv_offload.base import ReqContext
 
     export_vllm("lru", {}, modules / "kvg_pin_lru.py")
     mgr = make_manager(2, "KvgymLru", cache_policy_module_path="kvg_pin_lru")

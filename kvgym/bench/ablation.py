@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from kvgym.bench.config import SweepConfig
-from kvgym.bench.specs import PolicySpec, fmt_call, fmt_value, parse_value, split_top
+from kvgym.bench.specs import PolicySpec
+from kvgym.callspec import fmt_call, fmt_value, parse_value, split_top
 from kvgym.errors import ConfigError
 from kvgym.files import write_json, write_text
 

@@ -32,7 +32,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from kvgym.bench.specs import parse_value, split_top
+from kvgym.callspec import parse_value, split_top
 from kvgym.errors import ConfigError
 from kvgym.params import need_bool, need_choice, need_int, need_num, need_str
 

@@ -1,7 +1,7 @@
 """The findings report: kv-hierarchy-lab v0.1's four published findings, re-run through kvgym.
 
 Part 1 (parity mode): the exact traces of the original's default sweep
-(``../shared/parity/traces/*.json``, read with :func:`kvgym.traces.parity.load_cell`) under the
+(``../shared/parity/traces/*.json``, read with :func:`kvgym.bench.parity.load_cell`) under the
 original scenarios (``serial`` costs, ``seed-toy`` tiers), every figure side by side with the
 published one, each finding marked **holds** / **does not hold** with the reason. Each kvgym
 record is also compared with ``expected_fixed.json`` (the original with kvgym's fixes F1/F2) and
@@ -66,7 +66,7 @@ def _close(a, b) -> bool:
 
 
 def run_parity(parity_dir: Path, cells: list[tuple[str, str]]) -> ParityRun:
-    from kvgym.traces.parity import load_cell, parity_metrics
+    from kvgym.bench.parity import load_cell, parity_metrics
 
     fixed = {(r["scenario"], r["workload"], r["policy"]): r["metrics"]
              for r in json.loads((parity_dir / "expected_fixed.json").read_text())}
@@ -397,7 +397,7 @@ def _signed(x: float) -> str:
 # ---------------------------------------------------------------------------------------------
 def tier0_pages(parity_dir: Path) -> dict:
     """About how many pages tier 0 holds in each parity scenario (capacity / mean page size)."""
-    from kvgym.traces.parity import load_cell
+    from kvgym.bench.parity import load_cell
 
     out = {}
     for scen in ("small_fp16_prefetch", "constrained_fp16_prefetch", "small_fp16_no_prefetch", "small_int4_no_prefetch"):

@@ -3,7 +3,7 @@
 The scenarios themselves, the default and the single-scenario resolver live in
 :mod:`kvgym.sim.catalog` (``kvgym/data/scenarios.json``); they are re-exported here for the
 harness. Groups: ``default``, ``parity`` (kv-hierarchy-lab v0.1's five, equal field for field to
-the scenarios :func:`kvgym.traces.parity.load_cell` builds) and ``realistic`` (``h200-measured``
+the scenarios :func:`kvgym.bench.parity.load_cell` builds) and ``realistic`` (``h200-measured``
 tiers, ``overlap`` clock, tier 0 at 5%, 10% or 25% of the page table's stored bytes, fp16 / fp8
 / int4, prefetch off / on).
 

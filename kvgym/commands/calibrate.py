@@ -25,7 +25,7 @@ def _cmd(args) -> int:
     print(summary)
     if args.out:
         cmd = invocation("calibrate") or "kvgym calibrate check"
-        md = [f"# Tier model against the H200 calibration", "", f"Made by `{cmd}`.", "",
+        md = ["# Tier model against the H200 calibration", "", f"Made by `{cmd}`.", "",
               "Copies: one copy of each size on an idle link (the model's measured curve, interpolated) "
               "and the α-β fit of the same link. Batches: N page copies of 64 KiB issued back to back "
               "(each queued behind the previous one: `max(issue_us, bytes / wire)`). "

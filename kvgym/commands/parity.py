@@ -2,7 +2,7 @@
 
 DIR (default: ``../shared/parity`` beside the repository) holds ``manifest.json``, the 35 cell
 traces and ``expected_fixed.json`` (210 records = 35 cells x 6 policies; see its README). Each
-record is rerun with the ``serial`` cost model through :func:`kvgym.traces.parity.load_cell` and
+record is rerun with the ``serial`` cost model through :func:`kvgym.bench.parity.load_cell` and
 compared metric by metric: integers exactly, floats within 1e-9 relative. The command prints one
 row per record (with every field that identifies its cell, e.g. a ``seed``), ends with
 ``parity: N/210 records match`` and exits 1 unless every record matches.
@@ -94,8 +94,8 @@ def runner(name: str, params: dict):
 
 def run_record(cell, name: str, params: dict) -> dict:
     """Run original policy ``name`` on a loaded parity cell; metrics in the original record format."""
+    from kvgym.bench.parity import parity_metrics
     from kvgym.sim.engine import Engine
-    from kvgym.traces.parity import parity_metrics
 
     setup = cell.scenario.build(cell.trace.pages, [(cell.trace.step, cell.trace.page)])
     policy, prefetcher = runner(name, params)
@@ -165,7 +165,7 @@ def run_all(root: Path, policies: list[str] | None = None, expected: str = "expe
     ``workload``, and ``seed`` or any other field they carry), and its policy is built from the
     manifest entry's ``kind`` plus ``params``.
     """
-    from kvgym.traces.parity import load_cell
+    from kvgym.bench.parity import load_cell
 
     root = Path(root)
     manifest = read_json(root / "manifest.json", "parity manifest")

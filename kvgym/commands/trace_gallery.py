@@ -24,9 +24,9 @@ def register_trace(sub) -> None:
 
 
 def run(args) -> int:
+    from kvgym.bench.tracestats import heat_layer_default, plot_stats, reuse_distances
     from kvgym.commands.trace_stats import compute
     from kvgym.files import write_json
-    from kvgym.traces.stats import heat_layer_default, plot_stats, reuse_distances
     from kvgym.workloads import get_workload, make_trace, workload_names
 
     names = [n.strip() for n in args.names.split(",") if n.strip()] or workload_names()

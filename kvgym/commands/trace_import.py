@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvgym.sim.geometry import PRESETS
+from kvgym.traces.geometry import PRESETS
 
 
 def _run(args) -> int:

@@ -4,16 +4,16 @@ Prints accesses, steps, distinct pages, the footprint of the distinct pages unde
 quantization, reuse-distance quantiles (on the first ``--reuse-limit`` accesses) and, when the
 trace has attention weights, attention concentration (recent page, first page, top-k coverage
 by layer). ``--plot`` writes a reuse-distance histogram and a page-access heat map; ``--json``
-saves everything as JSON. Definitions: :mod:`kvgym.traces.stats`.
+saves everything as JSON. Definitions: :mod:`kvgym.bench.tracestats`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from kvgym.bench.tracestats import DEFAULT_REUSE_LIMIT, DEFAULT_TOPK
 from kvgym.errors import ConfigError
 from kvgym.files import check_outputs, write_json
-from kvgym.traces.stats import DEFAULT_REUSE_LIMIT, DEFAULT_TOPK
 
 
 def register_trace(sub) -> None:
@@ -87,7 +87,7 @@ def format_stats(name: str, st: dict, att: dict | None) -> str:
 
 def compute(trace, *, reuse_limit: int, ks) -> tuple[dict, dict | None]:
     """Stats and attention stats, with per-access request ids when the generator provides them."""
-    from kvgym.traces.stats import attention_stats, trace_stats
+    from kvgym.bench.tracestats import attention_stats, trace_stats
     from kvgym.workloads import access_seq
 
     st = trace_stats(trace, reuse_limit=reuse_limit)
@@ -96,8 +96,8 @@ def compute(trace, *, reuse_limit: int, ks) -> tuple[dict, dict | None]:
 
 
 def run(args) -> int:
+    from kvgym.bench.tracestats import heat_layer_default, plot_stats, reuse_distances
     from kvgym.traces.parquet import read_trace
-    from kvgym.traces.stats import heat_layer_default, plot_stats, reuse_distances
 
     if args.reuse_limit < 0:
         raise ConfigError(f"--reuse-limit must be >= 0, got {args.reuse_limit}")

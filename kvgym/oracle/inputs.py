@@ -2,7 +2,7 @@
 
 **Trace**: a Parquet trace path (``X.parquet`` with its page table beside it), or a workload name
 with optional parameters in the harness's spec syntax, ``NAME`` or ``NAME(key=value,...)``
-(:func:`kvgym.bench.specs.parse_call`; the workload registry checks names and types).
+(:func:`kvgym.callspec.parse_call`; the workload registry checks names and types).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def resolve_trace(spec: str, seed: int = 0) -> tuple[Trace, str]:
         from kvgym.traces.parquet import read_trace
 
         return read_trace(spec), Path(spec).name[: -len(".parquet")]
-    from kvgym.bench.specs import parse_call
+    from kvgym.callspec import parse_call
     from kvgym.workloads import make_trace
 
     name, params = parse_call(spec, "workload")

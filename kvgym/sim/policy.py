@@ -114,13 +114,7 @@ def register_prefetcher(name: str):
     return deco
 
 
-def _load_builtins() -> None:
-    # Importing the baselines package registers every built-in policy and prefetcher.
-    import kvgym.baselines  # noqa: F401
-
-
 def _build(kind: str, table: dict, name: str, params: dict):
-    _load_builtins()
     if name not in table:
         raise unknown_name(kind, name, table)
     sig = inspect.signature(table[name])
@@ -146,10 +140,16 @@ def make_prefetcher(name: str, **params) -> Prefetcher:
 
 
 def policy_names() -> list[str]:
-    _load_builtins()
+    """Registered policies (the built-ins register when ``kvgym`` is imported)."""
     return sorted(_POLICIES)
 
 
 def prefetcher_names() -> list[str]:
-    _load_builtins()
     return sorted(_PREFETCHERS)
+
+
+def policy_class(name: str) -> type:
+    """The class registered as ``name``."""
+    if name not in _POLICIES:
+        raise unknown_name("policy", name, _POLICIES)
+    return _POLICIES[name]

@@ -31,10 +31,10 @@ import numpy as np
 
 from kvgym.errors import ConfigError, SimulationError
 from kvgym.params import check, invalid, need_bool, need_choice, need_int, need_str
-from kvgym.sim.quant import SCHEMES as QUANTIZATIONS
-from kvgym.sim.quant import Quantization, quantization
 from kvgym.sim.tiers import ComputeModel, Link, Tier, make_link, profile, profiles
 from kvgym.traces.format import PageTable
+from kvgym.traces.quant import SCHEMES as QUANTIZATIONS
+from kvgym.traces.quant import Quantization, quantization
 
 COST_MODELS = ("serial", "overlap")
 DECODE_MODELS = ("calibrated", "parity")
@@ -236,16 +236,19 @@ def resolve_capacity(spec, size: np.ndarray, sizing: tuple[int, int] | None, whe
 
 
 def step_need(step: np.ndarray, page: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, bytes)``: each distinct step and the bytes of its distinct pages (all pinned at once)."""
+    """``(steps, bytes)``: each distinct step and the bytes of its distinct pages (all pinned at once).
+
+    ``step`` is non-decreasing and ``page`` inside ``size`` (the loader checks both); one compiled pass.
+    """
+    from kvgym.sim import _engine
+
+    step = np.ascontiguousarray(step, np.int64)
     if len(step) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.lexsort((page, step))
-    s, p = step[order], page[order]
-    first = np.ones(len(s), bool)
-    first[1:] = (s[1:] != s[:-1]) | (p[1:] != p[:-1])
-    s, p = s[first], p[first]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    return s[starts], np.add.reduceat(size[p], starts)
+    starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
+    need = np.zeros(len(starts), np.int64)
+    _engine.step_bytes(step, np.ascontiguousarray(page, np.int64), np.ascontiguousarray(size, np.int64), need)
+    return step[starts], need
 
 
 def tier0_range(size: np.ndarray, accesses) -> tuple[int, int]:
@@ -308,17 +311,15 @@ class Setup:
         ``step`` must be non-decreasing and ``page`` inside the page table (the loader checks both).
         One pass in compiled code (:mod:`kvgym.sim.cengine`), so it is cheap next to a run.
         """
-        from kvgym.sim import _engine
-
         cap = self.tiers[0].capacity_bytes
         if cap is None or len(step) == 0:
             return
-        bad = _engine.check_steps(np.ascontiguousarray(step, np.int64), np.ascontiguousarray(page, np.int64),
-                                  np.ascontiguousarray(self.page_bytes, np.int64), int(cap))
-        if bad is not None:
-            lo = int(step_need(step, page, self.page_bytes)[1].max())
+        steps, need = step_need(step, page, self.page_bytes)
+        bad = np.flatnonzero(need > cap)
+        if bad.size:
+            lo = int(need.max())
             hi = int(self.page_bytes[np.unique(page)].sum())
-            raise SimulationError(f"{source}: step {bad[0]} needs {bad[1]} bytes of distinct pages "
+            raise SimulationError(f"{source}: step {int(steps[bad[0]])} needs {int(need[bad[0]])} bytes of distinct pages "
                                   f"at once, more than tier 0 {self.tiers[0].name!r} holds ({cap} bytes); "
                                   + feasible_hint(lo, hi))
 

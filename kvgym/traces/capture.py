@@ -35,8 +35,8 @@ import numpy as np
 from kvgym import files
 from kvgym.errors import ConfigError, TraceError
 from kvgym.files import atomic_write, write_bytes
-from kvgym.sim.geometry import ModelGeometry
 from kvgym.traces.format import PageTable, Trace, validate
+from kvgym.traces.geometry import ModelGeometry
 
 MASS_TOL = 1e-6
 

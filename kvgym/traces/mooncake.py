@@ -39,10 +39,10 @@ import numpy as np
 
 from kvgym.errors import ConfigError, TraceError
 from kvgym.params import is_int
-from kvgym.sim.geometry import ModelGeometry
-from kvgym.sim.geometry import geometry as geometry_preset
 from kvgym.traces.datasets import sha256_file
 from kvgym.traces.format import PageTable, Trace, validate
+from kvgym.traces.geometry import ModelGeometry
+from kvgym.traces.geometry import geometry as geometry_preset
 
 BLOCK_TOKENS = 512
 _INT64_MAX = (1 << 63) - 1

@@ -658,36 +658,36 @@ done:
     return res;
 }
 
-/* check_steps(step, page, size, cap) -> None, or (step, bytes) of the first step whose distinct pages
- * alone need more than cap bytes (they are all pinned together). Steps are non-decreasing. */
-static PyObject *mod_check_steps(PyObject *m, PyObject *args) {
+/* step_bytes(step, page, size, out): out[k] = bytes of the distinct pages of the k-th step (steps are
+ * non-decreasing; they are all pinned together). One pass with a mark array. */
+static PyObject *mod_step_bytes(PyObject *m, PyObject *args) {
     (void)m;
-    Py_buffer bs, bp, bz;
-    long long cap;
-    if (!PyArg_ParseTuple(args, "y*y*y*L", &bs, &bp, &bz, &cap)) return NULL;
+    Py_buffer bs, bp, bz, bo;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &bs, &bp, &bz, &bo)) return NULL;
     PyObject *res = NULL;
-    int64_t n = bs.len / 8, np_ = bz.len / 8;
+    int64_t n = bs.len / 8, np_ = bz.len / 8, nsteps = bo.len / 8;
     const int64_t *step = bs.buf, *page = bp.buf, *size = bz.buf;
-    int64_t *mark = NULL;
-    if (bp.len != bs.len) { PyErr_SetString(PyExc_ValueError, "check_steps: step and page lengths differ"); goto done; }
+    int64_t *out = bo.buf, *mark = NULL;
+    if (bp.len != bs.len) { PyErr_SetString(PyExc_ValueError, "step_bytes: step and page lengths differ"); goto done; }
     mark = malloc((size_t)(np_ ? np_ : 1) * 8);
     if (!mark) { PyErr_NoMemory(); goto done; }
     for (int64_t i = 0; i < np_; i++) mark[i] = -1;
-    int64_t i = 0;
+    int64_t i = 0, k = 0;
     while (i < n) {
+        if (k >= nsteps) { PyErr_SetString(PyExc_ValueError, "step_bytes: more steps than out holds"); goto done; }
         int64_t s = step[i], bytes = 0, j = i;
         for (; j < n && step[j] == s; j++) {
             int64_t p = page[j];
-            if (p < 0 || p >= np_) { PyErr_SetString(PyExc_ValueError, "check_steps: page id outside the table"); goto done; }
+            if (p < 0 || p >= np_) { PyErr_SetString(PyExc_ValueError, "step_bytes: page id outside the table"); goto done; }
             if (mark[p] != i) { mark[p] = i; bytes += size[p]; }
         }
-        if (bytes > cap) { res = Py_BuildValue("(LL)", (long long)s, (long long)bytes); goto done; }
+        out[k++] = bytes;
         i = j;
     }
     res = Py_None; Py_INCREF(res);
 done:
     free(mark);
-    PyBuffer_Release(&bs); PyBuffer_Release(&bp); PyBuffer_Release(&bz);
+    PyBuffer_Release(&bs); PyBuffer_Release(&bp); PyBuffer_Release(&bz); PyBuffer_Release(&bo);
     return res;
 }
 
@@ -721,7 +721,7 @@ static PyObject *mod_next_use(PyObject *m, PyObject *args) {
 
 static PyMethodDef mod_methods[] = {
     {"layouts", mod_layouts, METH_NOARGS, "record layouts: {'page': [(name, offset, dtype, size)], ...}"},
-    {"check_steps", mod_check_steps, METH_VARARGS, "check_steps(step, page, size, cap) -> None or (step, bytes)"},
+    {"step_bytes", mod_step_bytes, METH_VARARGS, "step_bytes(step, page, size, out): distinct-page bytes of each step"},
     {"next_use", mod_next_use, METH_VARARGS, "next_use(page, next_pos_out, first_pos_out)"},
     {"step_batch", mod_step_batch, METH_VARARGS, "step_batch(engines, actions, skip, rewards, done, kind, scale)"},
     {NULL}};

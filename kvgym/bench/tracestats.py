@@ -8,7 +8,7 @@ tools (e.g. the real-model capture) can compare traces.
   since the previous access of the same page (0 = immediate re-access; -1 = first touch). Exact,
   O(n log n): a Fenwick tree over access positions marks each page's latest access (numba).
 - :func:`trace_stats`: accesses, steps, distinct pages, footprint of the distinct pages under
-  fp16/fp8/int4/int2 (:mod:`kvgym.sim.quant`), the feasible tier-0 range (from the largest
+  fp16/fp8/int4/int2 (:mod:`kvgym.traces.quant`), the feasible tier-0 range (from the largest
   step's distinct pages, ``tier0_min_bytes``, to the footprint; ``auto:0`` .. ``auto:1``), the
   page table's total bytes (the base of ``N%`` capacities), reuse-distance quantiles.
 - :func:`attention_stats`: for traces with weights. A *group* is one (step, sequence, layer):
@@ -27,9 +27,9 @@ import numba
 import numpy as np
 
 from kvgym.files import atomic_write
-from kvgym.sim.quant import SCHEMES
 from kvgym.sim.scenario import step_need
 from kvgym.traces.format import Trace
+from kvgym.traces.quant import SCHEMES
 
 QUANTILES = (0.5, 0.9, 0.99)
 DEFAULT_TOPK = (1, 4, 16, 64)
