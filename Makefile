@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q --disable-pip-version-check
 # The extras `make test` installs; KVGYM_REQUIRE_EXTRAS makes a test that needs one of them
 # fail instead of skip, so a missing install step can never pass as a skip.
-TEST_EXTRAS := agents,dev,hf,vllm
+TEST_EXTRAS := agents,dev,hf,vllm,ray
 TEST_ENV := KVGYM_REQUIRE_EXTRAS=$(TEST_EXTRAS),browser
 CORE := $(VENV)/.core-installed
 FULL := $(VENV)/.test-installed

@@ -6,7 +6,7 @@ Each folder holds a ``NOTICE.md`` with the files' origin, license and sha256 (ch
 - ``parity/``: kv-hierarchy-lab v0.1's default-sweep traces, manifest and expected records, and
   the written spec of its semantics (``kvgym parity``, ``kvgym findings``);
 - ``calibration/``: the H200 measurements behind the ``h200-measured`` profile, and the script that
-  took them;
+  took them (read through :func:`kvgym.sim.calibration.default_calibration`);
 - ``models/``: the stories260K llama2.c checkpoint and its tokenizer (``kvgym trace capture
   --checkpoint stories260K``);
 - ``traces/``: the Mooncake FAST'25 synthetic trace (dataset ``mooncake-synthetic``).
@@ -28,11 +28,6 @@ def data_path(*parts: str) -> Path:
 def parity_dir() -> Path:
     """kv-hierarchy-lab v0.1's parity data: ``manifest.json``, ``traces/``, ``expected_fixed.json``."""
     return data_path("parity")
-
-
-def calibration_file() -> Path:
-    """The H200 calibration measurements (JSON), source of the ``h200-measured`` profile."""
-    return data_path("calibration", "h200.json")
 
 
 def mooncake_synthetic() -> Path:

@@ -38,7 +38,7 @@ def test_realistic_grid():
 
 
 def test_originals_equal_the_parity_cells():
-    from kvgym.traces.parity import load_cell
+    from kvgym.bench.parity import load_cell
 
     for name in ORIGINALS:
         cell = load_cell(parity_dir() / "traces" / f"{name}__rag_burst.json")

@@ -67,7 +67,8 @@ def test_every_data_file_is_declared_package_data():
 
 def test_accessors_point_at_the_shipped_files():
     assert (bundled.parity_dir() / "manifest.json").is_file()
-    assert bundled.calibration_file().is_file()
+    from kvgym.sim.calibration import default_calibration
+    assert default_calibration() == bundled.data_path("calibration", "h200.json") and default_calibration().is_file()
     assert bundled.mooncake_synthetic().is_file()
     ckpt, tok = bundled.model_files("stories260K")
     assert ckpt.stat().st_size == 1_056_540 and tok.stat().st_size == 6_227

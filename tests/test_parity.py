@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
+from kvgym.bench.parity import load_cell
 from kvgym.bundled import parity_dir
 from kvgym.cli import main
 from kvgym.commands.parity import compare, default_dir, run_all, run_record, runner
-from kvgym.traces.parity import load_cell
 
 
 def test_all_210_records_match():
@@ -63,14 +63,14 @@ def test_compare_rules():
 def test_default_dir_is_the_shipped_copy(capsys):
     assert default_dir() == parity_dir() and (default_dir() / "manifest.json").is_file()
     assert main(["parity", "--policy", "heavy_hitter"]) == 0  # no DIR: the shipped copy
-    assert capsys.readouterr().out.splitlines()[-1] == "parity: 35/35 cells match"
+    assert capsys.readouterr().out.splitlines()[-1] == "parity: 35/35 records match"
 
 
 def test_cli_one_policy(capsys):
     rc = main(["parity", str(parity_dir()), "--policy", "lru"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
-    assert out[-1] == "parity: 35/35 cells match"
+    assert out[-1] == "parity: 35/35 records match"
     assert out[0].split()[:4] == ["scenario", "workload", "policy", "match"]
     assert len(out) == 1 + 35 + 1
 
@@ -91,7 +91,7 @@ def test_cli_reports_a_mismatch_and_exits_nonzero(tmp_path, capsys):
     rc = main(["parity", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     assert rc == 1
-    assert out[-1] == "parity: 1/2 cells match"
+    assert out[-1] == "parity: 1/2 records match"
     assert "heavy_hitter" in out[2] and "NO" in out[2] and out[2].endswith("miss_count")
 
 

@@ -1,5 +1,5 @@
 """Parity on two of the 210 cells of kv-hierarchy-lab v0.1's default sweep, read straight from the
-shipped JSON (``kvgym/data/parity``) without :func:`kvgym.traces.parity.load_cell`: an independent
+shipped JSON (``kvgym/data/parity``) without :func:`kvgym.bench.parity.load_cell`: an independent
 path from the raw page sizes and accessed page ids to the engine, cross-checking the loader.
 
 The cells: ``constrained_fp16_prefetch / chat_continuation`` (prefetch on: exercises the
@@ -17,12 +17,12 @@ import json
 import numpy as np
 import pytest
 
+from kvgym.bench.parity import parity_metrics
 from kvgym.bundled import parity_dir
 from kvgym.commands.parity import compare, runner
 from kvgym.sim.engine import Engine
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
-from kvgym.traces.parity import parity_metrics
 
 
 def raw_cell(name: str) -> dict:

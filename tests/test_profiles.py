@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvgym.bundled import calibration_file
-from kvgym.sim.calibration import profile_from_calibration
+from kvgym.sim.calibration import default_calibration, profile_from_calibration
 from kvgym.sim.tiers import PROFILE_NAMES, profile, profiles
 
 
@@ -18,7 +17,7 @@ def test_every_profile_loads_with_provenance():
 
 
 def test_h200_profile_matches_calibration():
-    derived = profile_from_calibration(calibration_file())
+    derived = profile_from_calibration(default_calibration())
     assert derived.to_dict() == profile("h200-measured").to_dict()
     # Spot values from the file: pinned host copies ~55 GB/s, ~11 µs fixed cost; disk 2.2 GB/s.
     host = derived.tiers[2]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from kvgym.bench.artifacts_io import write_text_atomic
 from kvgym.bench.stats import (
     LEVEL,
     MISS_TOLERANCE,
@@ -43,6 +42,7 @@ from kvgym.bench.stats import (
     time_differs,
     time_interval,
 )
+from kvgym.files import write_text
 
 
 def _fmt(v, spec=".3f", suffix=""):
@@ -252,5 +252,5 @@ def terminal(board: dict, top: int = 3) -> str:
 def write(out: Path, records: list[dict], title: str = "Leaderboard") -> tuple[dict, str]:
     board = build(records)
     text = markdown(board, title)
-    write_text_atomic(Path(out) / "leaderboard.md", text)
+    write_text(Path(out) / "leaderboard.md", text)
     return board, text

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from kvgym.bench import leaderboard
-from kvgym.bench.artifacts_io import write_text_atomic
+from kvgym.files import write_text
 from kvgym.bench.results import read_records
 from kvgym.errors import ConfigError, KvgymError
 
@@ -178,4 +178,4 @@ def sweep_dirs(root: Path) -> list[Path]:
 
 def write(out: Path) -> Path:
     """Write ``out/report.html`` for the sweep in ``out``."""
-    return write_text_atomic(Path(out) / "report.html", render(Path(out)))
+    return write_text(Path(out) / "report.html", render(Path(out)))

@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kvgym.errors import ConfigError, unknown_name
+from kvgym.params import check as check_param  # noqa: F401  (the policies' parameter check)
 
 
 class Policy:
@@ -113,13 +114,7 @@ def register_prefetcher(name: str):
     return deco
 
 
-def _load_builtins() -> None:
-    # Importing the baselines package registers every built-in policy and prefetcher.
-    import kvgym.baselines  # noqa: F401
-
-
 def _build(kind: str, table: dict, name: str, params: dict):
-    _load_builtins()
     if name not in table:
         raise unknown_name(kind, name, table)
     sig = inspect.signature(table[name])
@@ -145,32 +140,23 @@ def make_prefetcher(name: str, **params) -> Prefetcher:
 
 
 def policy_names() -> list[str]:
-    _load_builtins()
+    """Registered policies (the built-ins register when ``kvgym`` is imported)."""
     return sorted(_POLICIES)
 
 
 def prefetcher_names() -> list[str]:
-    _load_builtins()
     return sorted(_PREFETCHERS)
 
 
-def policy_class(name: str) -> Callable[..., Policy]:
-    """The class registered as policy ``name`` (its module docstring states the rule)."""
-    _load_builtins()
+def policy_class(name: str) -> type:
+    """The class registered as ``name`` (its module docstring states the rule)."""
     if name not in _POLICIES:
         raise unknown_name("policy", name, _POLICIES)
     return _POLICIES[name]
 
 
-def prefetcher_class(name: str) -> Callable[..., Prefetcher]:
+def prefetcher_class(name: str) -> type:
     """The class registered as prefetcher ``name`` (its module docstring states the rule)."""
-    _load_builtins()
     if name not in _PREFETCHERS:
         raise unknown_name("prefetcher", name, _PREFETCHERS)
     return _PREFETCHERS[name]
-
-
-def check_param(owner: str, name: str, value, ok: bool, rule: str) -> None:
-    """Raise a ConfigError naming the parameter if ``ok`` is false."""
-    if not ok:
-        raise ConfigError(f"{owner}: parameter {name}={value!r} invalid: {rule}")

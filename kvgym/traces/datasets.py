@@ -23,7 +23,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kvgym.errors import TraceError, unknown_name
+from kvgym.files import atomic_write
 
 OFFLINE_ENV = "KVGYM_OFFLINE"
 DATA_DIR_ENV = "KVGYM_DATA_DIR"
@@ -146,16 +146,8 @@ def _verify(d: Dataset, path: Path) -> Path:
 
 def _install(d: Dataset, src: Path, dest: Path) -> Path:
     """Verify ``src`` and copy it atomically to ``dest``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     _verify(d, src)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), f"dataset {d.name!r}")
     return dest
 
 
@@ -199,19 +191,17 @@ def fetch(name_or_path: str | Path, *, root: str | Path | None = None, source: s
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise _by_hand(d, dest, f"{OFFLINE_ENV} is set")
     opener = urlopen or urllib.request.urlopen
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def download(tmp: Path) -> None:
+        with tmp.open("wb") as out:
             try:
                 with opener(d.url, timeout=timeout_s) as resp:
                     shutil.copyfileobj(resp, out, 1 << 20)
             except (urllib.error.URLError, OSError, ValueError) as e:
                 raise _by_hand(d, dest, f"{type(e).__name__}: {getattr(e, 'reason', e)}") from None
-        _verify(d, Path(tmp))
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        _verify(d, tmp)
+
+    atomic_write(dest, download, f"dataset {d.name!r}")
     return dest
 
 
