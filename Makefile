@@ -21,11 +21,11 @@ DEMO_OUT ?= runs/demo
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(CORE): pyproject.toml | $(BIN)/python
+$(CORE): pyproject.toml Makefile | $(BIN)/python
 	$(PIP) -e .
 	touch $@
 
-$(FULL): pyproject.toml | $(BIN)/python
+$(FULL): pyproject.toml Makefile | $(BIN)/python
 	# torch first, pinned: 2.13.0 is the local CPU wheel; anything else pulls a CUDA build.
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[$(TEST_EXTRAS)]'

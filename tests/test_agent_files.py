@@ -11,8 +11,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import needs_extra
 
-pytest.importorskip("sb3_contrib")
+needs_extra("agents", "torch", "sb3_contrib")
 
 from kvgym.agents.agent import convert_sb3, load_agent, write_manifest
 from kvgym.bench.specs import agent_digest

@@ -190,8 +190,7 @@ def test_batched_vector_env_through_sb3_adapter():
 
 @pytest.mark.slow
 def test_maskable_ppo_learns_on_the_batched_vector_env():
-    pytest.importorskip("torch")
-    sb3c = pytest.importorskip("sb3_contrib")
+    _, sb3c = needs_extra("agents", "torch", "sb3_contrib")
     from kvgym.envs.vector import EvictVectorEnv, sb3_vec_env
 
     venv = sb3_vec_env(EvictVectorEnv(4, trace=trace(0, n=200), scenario=SC, k=8))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from _bench_helpers import small_config, tiny_traces
+from conftest import needs_extra
 
 from kvgym.bench.backends import KILL_ONCE_ENV, batches, file_payload, run_batch, run_shipped
 from kvgym.bench.cells import _TRACES, expand
@@ -151,7 +152,7 @@ def test_trace_files_are_shipped_by_content(setup, tmp_path):
 
 
 def test_ray_sweep_survives_a_killed_worker(setup, tmp_path, monkeypatch):
-    ray = pytest.importorskip("ray")
+    ray = needs_extra("ray", "ray")
     _, traces = setup
     cfg = small_config(tmp_path, traces, policies=("lru", "fifo", "regret_aware"), workloads=("periodic_reuse",),
                        seeds=(0, 1))
