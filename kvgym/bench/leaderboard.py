@@ -8,8 +8,8 @@ Built from the result records (one per cell = scenario x source x seed). Per sce
   ``serial`` cost model's total time is kv-hierarchy-lab's total latency, the ``overlap``
   model's is decode time = compute + stall. Cells without an LRU row use the fastest ranked
   policy of the cell instead.
-- **rank** = 1 + the number of policies that *beat* it. A beats B when A is faster on their
-  common cells by a real difference (the 95% interval of the paired log time ratio is below 0
+- **rank** = 1 + the number of policies that *beat* it, directly or through a chain (A beats B
+  and B beats C puts A above C). A beats B when A is faster on their common cells by a real difference (the 95% interval of the paired log time ratio is below 0
   and the mean is beyond :data:`~kvgym.bench.stats.TIME_TOLERANCE`), or when their times tie and
   A's tier-0 hit rate is higher by a real difference (paired, beyond
   :data:`~kvgym.bench.stats.HIT_TOLERANCE`). Policies that beat each other nowhere share a rank:
@@ -106,9 +106,23 @@ def _row(cells: dict, ref: dict, orc: dict, best: dict) -> dict:
 
 
 def rank(rows: list[dict], cells_of: dict) -> list[dict]:
-    """Set ``rank`` and ``tied`` on ranked rows (1 + number of policies that beat each) and sort them."""
-    for r in rows:
-        r["rank"] = 1 + sum(beats(cells_of[q["policy"]], cells_of[r["policy"]]) for q in rows if q is not r)
+    """Set ``rank`` and ``tied`` on ranked rows and sort them (see the module docstring).
+
+    ``beats`` is not transitive (a tie within the tolerance, then a real difference in misses, can
+    close a cycle A > B > C > A), so ranks use its transitive closure: the rank of p is 1 + the
+    number of policies that reach p through a chain of real wins without p reaching them back.
+    Policies on one cycle reach each other and share a rank: no order among them is real.
+    """
+    n = len(rows)
+    reach = [[i != j and beats(cells_of[rows[i]["policy"]], cells_of[rows[j]["policy"]]) for j in range(n)]
+             for i in range(n)]
+    for k in range(n):  # Floyd-Warshall closure; n is the number of policies (tens)
+        for i in range(n):
+            if reach[i][k]:
+                for j in range(n):
+                    reach[i][j] = reach[i][j] or reach[k][j]
+    for j, r in enumerate(rows):
+        r["rank"] = 1 + sum(reach[i][j] and not reach[j][i] for i in range(n))
     for r in rows:
         r["tied"] = sum(q["rank"] == r["rank"] for q in rows) > 1
     rows.sort(key=lambda r: (r["rank"], r["time_vs_ref"] if r["time_vs_ref"] is not None else math.inf))
@@ -215,7 +229,8 @@ def explanation(board: dict) -> str:
     ref = board["reference"]
     return (f"Time vs {ref}: geometric mean over the cells (trace source x seed) of total simulated time / {ref}'s "
             f"on the same cell, lower is better, with its {board['level']:.0%} confidence interval from the seeds "
-            f"(sources weigh equally). Rank = 1 + the number of policies that beat it: faster by a real difference "
+            f"(sources weigh equally). Rank = 1 + the number of policies that beat it, directly or through a chain "
+            f"of wins (policies on a cycle of wins share a rank). A beats B when it is faster by a real difference "
             f"(the paired interval excludes no change and the difference exceeds {board['time_tolerance']:.1%}), or "
             f"as fast with fewer misses by a real difference (beyond {board['miss_tolerance']:.1%}). "
             f"'2=' is a shared rank: a tie. Misses and bytes vs {ref}: ratios of totals. Gap closed: "
