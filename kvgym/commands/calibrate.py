@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _cmd(args) -> int:
-    from kvgym.bench.artifacts_io import write_json_atomic, write_text_atomic
+    from kvgym.files import write_json, write_text
     from kvgym.bench.cli_common import invocation
     from kvgym.sim.calibration import default_calibration, fidelity
 
@@ -35,8 +35,8 @@ def _cmd(args) -> int:
         for r in rows:
             md.append(f"| {r['kind']} | {r['link']} | {r['bytes']:,} | {r['measured_us']:.3f} | {r['model_us']:.3f} "
                       f"| {r['error']:+.1%} | {r['alpha_beta_us']:.3f} | {r['alpha_beta_error']:+.1%} |")
-        write_text_atomic(f"{args.out}/check.md", "\n".join(md) + "\n")
-        write_json_atomic(f"{args.out}/check.json", {"command": cmd, "tolerance": args.tolerance, "rows": rows})
+        write_text(f"{args.out}/check.md", "\n".join(md) + "\n")
+        write_json(f"{args.out}/check.json", {"command": cmd, "tolerance": args.tolerance, "rows": rows})
     return 1 if bad else 0
 
 
