@@ -70,7 +70,7 @@ static void Engine_dealloc(EngineObject *self) {
     if (F->sb) { for (int64_t i = 0; i < e->n_pages; i++) { free(F->sb[i]); free(F->sc[i]); free(F->ss[i]); } }
     free(F->sb); free(F->sc); free(F->ss); free(F->sn); free(F->scap); hm_free(&F->pair);
     Obs *o = &self->obs;
-    free(o->rprev); free(o->rnext); free(o->slots); free(o->slot_of); free(o->mark); free(o->buf); free(o->ring);
+    free(o->rprev); free(o->rnext); free(o->slots); free(o->slot_of); free(o->mark); free(o->buf); free(o->ring); free(o->refetch1);
     for (int i = 0; i < self->nbufs; i++) PyBuffer_Release(&self->bufs[i]);
     for (int i = 0; i < self->nchunk; i++) PyBuffer_Release(&self->chunk[i]);
     Py_XDECREF(self->refs);
@@ -372,6 +372,11 @@ static PyObject *Engine_enable_obs(EngineObject *self, PyObject *args) {
         o->diag = 1;
     }
     o->max_size = max_size; o->max_layer = max_layer;
+    if (e->nt > 1) {  /* the same value refetch_us computes, once per page */
+        o->refetch1 = malloc((size_t)(n ? n : 1) * 8);
+        if (!o->refetch1) return PyErr_NoMemory();
+        for (int64_t i = 0; i < n; i++) o->refetch1[i] = link_time(&e->link[1][0], e->info[i].size, 0) + e->info[i].decode;
+    }
     o->rprev = nil32(n); o->rnext = nil32(n); o->slots = malloc((size_t)(n ? n : 1) * 4);
     o->slot_of = nil32(n); o->mark = malloc((size_t)(n ? n : 1) * 8);
     o->ring_n = 4 * k;

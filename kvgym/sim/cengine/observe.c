@@ -37,6 +37,7 @@ typedef struct {
     int kind;             /* the decision is for a prefetch's room (1) or a demand (0) */
     double max_size, max_layer;
     int64_t regret_horizon;
+    double *refetch1;     /* per page: µs to bring it back from tier 1 (the eviction phase's feature 5) */
 } Obs;
 
 static inline int obs_on(Engine *e) { return e->obs != NULL; }
@@ -163,6 +164,8 @@ static int64_t sample_slots(Engine *e, int64_t s, uint64_t dseed, int64_t *out) 
 
 /* ------------------------------------------------------------------- features ---- */
 static double refetch_us(Engine *e, int32_t p, int t) {
+    Obs *o = e->obs;
+    if (t == 1 && o->refetch1) return o->refetch1[p];
     return (t == 0 ? 0.0 : link_time(&e->link[t][0], e->info[p].size, 0)) + e->info[p].decode;
 }
 static void fill_features(Engine *e, int64_t n, int64_t offset, int phase) {
