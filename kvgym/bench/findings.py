@@ -430,6 +430,6 @@ def write_report(out: Path, parity_dir: Path | None = None, seeds=(0, 1), realis
     if realistic:
         rlines, result["realistic"] = realistic_section(seeds, log)
         lines += rlines
-    lines += ["Reproduce: `kvgym findings` (about a minute on two cores)."]
+    lines += ["Reproduce: `kvgym findings` (a few seconds on two cores)."]
     path = write_text(Path(out) / "README.md", "\n".join(lines) + "\n")
     return path, result
