@@ -40,8 +40,8 @@ class ServingConfig:
             (``block_tokens * kv_bytes_per_token`` at fp16, then ``quantization``) and compute.
         quantization: storage format of a block (fp16, fp8, int4, int2): bytes only.
         gpu: compute constants (``kvgym/data/compute.json``); ``None`` = the profile's GPU.
-        timing: ``False``: no time at all (every duration 0) and one request at a time in trace
-            order, each run to its end before the next is admitted.
+        timing: ``False``: no time at all (arrivals count as 0, every duration is 0) and one
+            request at a time in trace order, each run to its end before the next is admitted.
         max_running: most requests running at once (vLLM ``max_num_seqs``, default 256).
         token_budget: most tokens computed per iteration (vLLM ``max_num_batched_tokens``;
             8192 is vLLM's default for its OpenAI server).

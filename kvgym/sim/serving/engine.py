@@ -108,9 +108,10 @@ merged into an existing copy), pinned, offered; the request with all O tokens fi
 **Finish**: every tier's ``on_request_finished``; unpin; its anonymous slots are freed; with
 ``gpu_prefix_cache=False`` its released blocks are evicted at once, tail first. ``now = end``.
 
-With ``timing=False`` every duration is 0, ``max_running = 1`` and the budget is unbounded:
-each request runs alone, in trace order, to its end (a stretch of decode tokens without an
-event is taken in one step, which changes nothing).
+With ``timing=False`` the clock never moves (arrivals count as 0, every duration is 0),
+``max_running = 1`` and the budget is unbounded: each request runs alone, in trace order, to
+its end (a stretch of decode tokens without an event is taken in one step, which changes
+nothing); every time metric is 0.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ class ServingEngine:
         self.block_bytes = res.block_bytes
         self.compute = res.compute
         self.timing = config.timing
+        # Without timing the clock never moves: every request counts as arrived at 0.
+        self.arrival = trace.arrival_us if config.timing else np.zeros(len(trace), np.float64)
         self.max_running = config.max_running if config.timing else 1
         self.budget = config.token_budget if config.timing else np.iinfo(np.int64).max
         n = trace.n_blocks
@@ -641,7 +644,7 @@ class ServingEngine:
         overlap = self.cfg.load_overlap
         waits = overlap == "async" and self.timing
         while done < nr:
-            while nxt < nr and tr.arrival_us[nxt] <= now:
+            while nxt < nr and self.arrival[nxt] <= now:
                 waiting.append(nxt)
                 nxt += 1
             budget = self.budget
@@ -674,7 +677,7 @@ class ServingEngine:
                 first_chunk.append(r)
                 budget -= take
             if not batch:
-                cands = [float(tr.arrival_us[nxt])] if nxt < nr else []
+                cands = [float(self.arrival[nxt])] if nxt < nr else []
                 cands += [float(self.landed[r]) for r in running if self.landed[r] > now]
                 if not cands:
                     raise SimulationError(f"internal: no progress possible at {now} us")
@@ -745,8 +748,8 @@ class ServingEngine:
         tr, m = self.trace, self.m
         m.misses = m.accesses - m.hits
         m.peak_bytes = [p * self.block_bytes for p in self.peak]
-        ttft = (self.first_us - tr.arrival_us).tolist()
-        queue = (self.admit_us - tr.arrival_us).tolist()
+        ttft = (self.first_us - self.arrival).tolist()
+        queue = (self.admit_us - self.arrival).tolist()
         O = tr.output_tokens
         tpot = [(self.finish_us[r] - self.first_us[r]) / (int(O[r]) - 1) for r in range(len(tr)) if O[r] >= 2]
         m.ttft_mean_us = sequential_mean(ttft)
@@ -755,7 +758,7 @@ class ServingEngine:
         m.queue_mean_us = sequential_mean(queue)
         m.queue_p90_us = nearest_rank(queue, 90)
         if len(tr):
-            m.makespan_us = float(self.finish_us.max()) - float(tr.arrival_us[0])
+            m.makespan_us = float(self.finish_us.max()) - float(self.arrival[0])
             m.requests_per_s = m.requests / (m.makespan_us * 1e-6) if m.makespan_us > 0 else 0.0
         self.per_request = {"admit_us": self.admit_us, "first_token_us": self.first_us, "finish_us": self.finish_us,
                             "prefix_blocks": self.prefix, "loaded_blocks": self.loaded}
