@@ -26,8 +26,9 @@ blocks (admission is FIFO, so prompts are referenced in trace order).
   whose parent is not resident: its next reference follows a miss of its parent, so it cannot be
   a prefix hit before the parent returns) with the farthest next reference, else the block with
   the farthest next reference (never = farthest; ties: the larger block id). So the best
-  policy's prefix hits lie in ``[achieved, upper]``; tests check both ends against brute force on
-  tiny traces.
+  policy's prefix hits lie in ``[achieved, upper]``. Tested against brute force
+  (``tests/test_serving_oracle.py``): on 100 tiny random traces prefix-aware MIN reached the
+  optimum every time and plain MIN overcounted on some; its optimality is not proven.
 """
 
 from __future__ import annotations

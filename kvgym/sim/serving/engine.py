@@ -281,11 +281,6 @@ class ServingEngine:
     def _free(self, t: int) -> int:
         return self.caps[t] - self.used[t] - (self.anon if t == 0 else 0)
 
-    def _evictable(self, t: int, b: int) -> bool:
-        if b in self.protect[t]:
-            return False
-        return self.pin0[b] == 0 if t == 0 else not self.lowpin[t, b]
-
     def _pin(self, b: int) -> None:
         if self.pin0[b] == 0:
             self.n_pinned0 += 1
@@ -337,9 +332,17 @@ class ServingEngine:
             fn(r, np.array([b for b, _ in new], np.int64), np.array([p for _, p in new], np.int64), self.step)
 
     # -- eviction ---------------------------------------------------------------------------
+    def _candidates(self, t: int) -> np.ndarray:
+        """Evictable residents of tier t, in the tier's insertion order."""
+        res = np.fromiter(self.resident[t], np.int64, len(self.resident[t]))
+        ok = self.pin0[res] == 0 if t == 0 else ~self.lowpin[t, res]
+        if self.protect[t]:
+            ok &= ~np.isin(res, np.fromiter(self.protect[t], np.int64, len(self.protect[t])))
+        return res[ok]
+
     def _make_room(self, t: int, need: int) -> bool:
         while self._free(t) < need:
-            cands = np.fromiter((b for b in self.resident[t] if self._evictable(t, b)), np.int64)
+            cands = self._candidates(t)
             if len(cands) == 0:
                 return False
             self._focus(self.ctx[t].req, self.ctx[t].block_pos)
@@ -533,8 +536,7 @@ class ServingEngine:
         if not stored:
             return
         self.protect[t] = set(offer)
-        evictable = sum(1 for b in self.resident[t] if self._evictable(t, b))
-        if self._free(t) + evictable < len(stored):
+        if self._free(t) + len(self._candidates(t)) < len(stored):
             m.stores_failed[t] += len(stored)
             self.protect[t] = set()
             return
