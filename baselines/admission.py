@@ -10,9 +10,10 @@
   tracker is full, or is not tracked at all when every tracked key is protected. With
   ``store_threshold < 2`` nothing is tracked and everything is admitted. SGLang's
   ``write_through_selective`` (store after N hits) is the same rule on an unbounded counter.
-- ``tinylfu``: Dynamo KVBM's frequency tracker (``TinyLFUSketch``): a 4-bit count-min sketch with
-  4 rows counting every tier-0 reference of a block; a block is stored when its estimate reaches
-  ``min_count`` (Dynamo's disk filter: frequency >= 2). Sketch: ``max(1, capacity // 4)``
+- ``tinylfu``: Dynamo KVBM's frequency tracker (``TinyLFUSketch`` in ``ai-dynamo/dynamo``
+  ``lib/kvbm``): a 4-bit count-min sketch with 4 rows counting every tier-0 reference of a
+  block; a block is stored when its estimate reaches ``min_count`` (Dynamo's disk filter:
+  frequency >= 2). Sketch: ``max(1, capacity // 4)``
   64-bit words of 16 four-bit counters; row i of key k uses ``h = splitmix64(4 k + i)``, word
   ``h mod words``, counter ``h & 15``; an increment adds 1 to each of the 4 counters below 15 and,
   if any moved, counts one sample; at ``10 * capacity`` samples every counter is halved and the

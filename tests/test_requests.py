@@ -25,8 +25,9 @@ SYNTH = "traces/mooncake_fast25_synthetic_trace.jsonl"
 
 
 def small(**kw) -> RequestTrace:
-    args = dict(arrival_us=[0.0, 5.0, 9.0], prompt_tokens=[9, 13, 4], output_tokens=[6, 1, 2],
-                chains=[[0, 1, 2], [0, 1, 3, 4], [5]], session=[3, 3, -1], out_chains=[[3], [], []], block_tokens=4)
+    args = {"arrival_us": [0.0, 5.0, 9.0], "prompt_tokens": [9, 13, 4], "output_tokens": [6, 1, 2],
+            "chains": [[0, 1, 2], [0, 1, 3, 4], [5]], "session": [3, 3, -1], "out_chains": [[3], [], []],
+            "block_tokens": 4}
     args.update(kw)
     return RequestTrace.from_chains(args.pop("arrival_us"), args.pop("prompt_tokens"), args.pop("output_tokens"),
                                     args.pop("chains"), **args)
@@ -53,16 +54,16 @@ def test_parquet_round_trip_is_byte_identical(tmp_path):
 
 
 @pytest.mark.parametrize("change, words", [
-    (dict(chains=[[0, 1, 2], [0, 2, 3, 4], [5]]), "row 1: block 2 at position 1 follows block 0, but row 0 has it "
-                                                  "after block 1"),
-    (dict(prompt_tokens=[9, -13, 4]), "row 1: prompt_tokens must be >= 0, got -13"),
-    (dict(output_tokens=[6, 1, -2]), "row 2: output_tokens must be >= 0, got -2"),
-    (dict(arrival_us=[0.0, 5.0, 4.0]), "row 2: arrival 4.0 us goes backwards"),
-    (dict(prompt_tokens=[9, 12, 4]), "row 1: the prompt chain has 4 blocks, but ceil(prompt_tokens / 4)"),
-    (dict(out_chains=[[3, 6], [], []]), "row 0: out_blocks has 2 ids; the output completes 1 blocks"),
-    (dict(chains=[[0, 1, 2], [0, 1, 3, 4], [7]]), "block ids must be dense 0..7; id 5 is unused"),
-    (dict(session=[3, -2, -1]), "row 1: session must be >= 0 or -1"),
-    (dict(chains=[[0, 1, 2], [0, 1, 3, 4], [2]]), "row 2: block 2 at position 0 follows the chain head, but row 0"),
+    ({"chains": [[0, 1, 2], [0, 2, 3, 4], [5]]}, ("row 1: block 2 at position 1 follows block 0, but row 0 has it "
+                                                  "after block 1")),
+    ({"prompt_tokens": [9, -13, 4]}, "row 1: prompt_tokens must be >= 0, got -13"),
+    ({"output_tokens": [6, 1, -2]}, "row 2: output_tokens must be >= 0, got -2"),
+    ({"arrival_us": [0.0, 5.0, 4.0]}, "row 2: arrival 4.0 us goes backwards"),
+    ({"prompt_tokens": [9, 12, 4]}, "row 1: the prompt chain has 4 blocks, but ceil(prompt_tokens / 4)"),
+    ({"out_chains": [[3, 6], [], []]}, "row 0: out_blocks has 2 ids; the output completes 1 blocks"),
+    ({"chains": [[0, 1, 2], [0, 1, 3, 4], [7]]}, "block ids must be dense 0..7; id 5 is unused"),
+    ({"session": [3, -2, -1]}, "row 1: session must be >= 0 or -1"),
+    ({"chains": [[0, 1, 2], [0, 1, 3, 4], [2]]}, "row 2: block 2 at position 0 follows the chain head, but row 0"),
 ])
 def test_bad_input_names_file_and_row(change, words):
     with pytest.raises(TraceError) as e:
@@ -87,8 +88,8 @@ def req(ts, n_in, ids, n_out=3):
 
 
 @pytest.mark.parametrize("rows, line, words", [
-    ([req(0, 1024, [7, 8]), req(5, 1024, [9, 8])], 2, "block 1 at position 1 follows block 2, but line 1 has it "
-                                                      "after block 0"),
+    ([req(0, 1024, [7, 8]), req(5, 1024, [9, 8])], 2, ("block 1 at position 1 follows block 2, but line 1 has it "
+                                                      "after block 0")),
     ([req(0, 1024, [7, 8]), req(5, -3, [])], 2, "'input_length' must be in [0, 2**63)"),
     ([req(0, 1024, [7, 8]), req(5, 10, [7], n_out=-1)], 2, "'output_length' must be in [0, 2**63)"),
     ([req(10, 1024, [7, 8]), req(5, 512, [7])], 2, "timestamp 5 goes backwards"),

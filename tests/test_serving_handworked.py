@@ -76,8 +76,8 @@ def trace() -> RequestTrace:
 
 
 def config(**kw) -> ServingConfig:
-    base = dict(profile="seed-toy", tiers=("tier0_gpu_fast", "tier2_host_ram"), capacities=(3, 4),
-                geometry="stories260k", gpu="toy")
+    base = {"profile": "seed-toy", "tiers": ("tier0_gpu_fast", "tier2_host_ram"), "capacities": (3, 4),
+                "geometry": "stories260k", "gpu": "toy"}
     return ServingConfig(**{**base, **kw})
 
 

@@ -9,7 +9,7 @@ best, the union bound holds for two tiers, and with unlimited room the best is `
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ def brute_force(trace: RequestTrace, cap: int) -> int:
     block, counted, req = s.block.tolist(), s.counted.tolist(), s.request.tolist()
     n = len(block)
 
-    @lru_cache(maxsize=None)
+    @cache
     def best(i: int, cache: frozenset, run_ok: bool) -> int:
         if i == n:
             return 0
@@ -52,7 +52,7 @@ def brute_force(trace: RequestTrace, cap: int) -> int:
         b = block[i]
         if b in cache:
             gain = int(counted[i] and run_ok)
-            return gain + best(i + 1, cache, run_ok if not counted[i] else run_ok)
+            return gain + best(i + 1, cache, run_ok)
         run_ok = run_ok and not counted[i]
         if len(cache) < cap:
             return best(i + 1, cache | {b}, run_ok)
@@ -103,9 +103,18 @@ def test_union_bound_for_two_tiers(seed):
 
 
 def test_compulsory_counts_earlier_outputs_and_usable_limit():
-    # R1 re-sends R0's prompt and output: its prefix may include R0's output block; R2 repeats
-    # R0's 8-token prompt exactly: its last block is not usable ((8 - 1) // 4 = 1 block).
+    # R1 re-sends R0's prompt and output: its prefix includes R0's output block 2. R2 repeats R0's
+    # block-aligned 8-token prompt: both blocks can come from a lower tier, but its last token is
+    # recomputed, so it saves 7 tokens, not 8.
     tr = RequestTrace.from_chains([0.0, 1.0, 2.0], [8, 13, 8], [5, 1, 1], [[0, 1], [0, 1, 2, 3], [0, 1]],
                                   out_chains=[[2], [], []], block_tokens=4)
     c = compulsory(tr)
-    assert c.prefix_hits == 3 + 1 and c.tokens_saved == 16 and c.tokens_computed == 29 - 16
+    assert (c.prefix_hits, c.tokens_saved, c.tokens_computed) == (3 + 2, 12 + 7, 29 - 19)
+    # The engine reaches it with unlimited tiers and no GPU prefix cache (every hit from the host).
+    cfg = ServingConfig(capacities=(None, None), gpu_prefix_cache=False, timing=False)
+    m = simulate_serving(tr, cfg)
+    assert (m.prefix_hits, m.prefill_tokens_saved) == ([0, 5], 19)
+    # With the GPU prefix cache R2's last block cannot be a GPU hit ((8 - 1) // 4 = 1 block): as in
+    # vLLM, it is loaded from the host copy although the GPU holds it too.
+    m0 = simulate_serving(tr, ServingConfig(capacities=(None, None), timing=False))
+    assert (m0.prefix_hits, m0.prefill_tokens_saved, m0.loads) == ([3 + 1, 1], 19, [0, 1])

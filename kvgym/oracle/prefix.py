@@ -2,10 +2,11 @@
 
 Both work on the **reference stream** of a trace: for each request in trace order, its cacheable
 prompt blocks in chain order, then its output blocks with ids (``cache_partial_tail`` as in the
-serving config). A reference is **counted** when it is a prompt block within the usable limit
-``(P - 1) // B``: only those can be prefix hits. This is exactly the order in which the serving
-engine references tier 0 when ``timing=False``, and for any timing when the trace lists no output
-blocks (admission is FIFO, so prompts are referenced in trace order).
+serving config). A reference is **counted** when it is a full prompt block (``j < P // B``):
+only those can be prefix hits (the engine's widest usable limit, a lower tier's). This is
+exactly the order in which the serving engine references tier 0 when ``timing=False``, and for
+any timing when the trace lists no output blocks (admission is FIFO, so prompts are referenced
+in trace order).
 
 - :func:`compulsory` — **unlimited cache**. A request's prefix can only reuse blocks that
   some earlier request computed; with every block kept forever and every earlier request done,
@@ -14,7 +15,8 @@ blocks (admission is FIFO, so prompts are referenced in trace order).
   pinning): ``prefix hits (all tiers) <= compulsory.prefix_hits`` and
   ``prefill_tokens_computed >= compulsory.tokens_computed``. Reason: a block is resident
   anywhere only after a request computed it, earlier requests are admitted earlier (FIFO), and
-  the sequential order lets every earlier request finish first.
+  the sequential order lets every earlier request finish first. Tokens saved per request:
+  ``min(k B, P - 1)`` (the last prompt token is always computed).
 - :func:`prefix_min` — **capacity C**. ``upper_prefix_hits`` = the hits of Belady's MIN on the
   reference stream with capacity ``C`` (demand paging, forced insertion). For every serving run
   whose tiers hold ``C`` blocks in all (``C = sum`` of the capacities) on this stream, prefix hits
@@ -62,13 +64,12 @@ def reference_stream(trace: RequestTrace, *, cache_partial_tail: bool = False) -
         P = int(trace.prompt_tokens[r])
         chain = trace.chain(r).tolist()
         n_c = len(chain) if (P % B == 0 or cache_partial_tail) else len(chain) - 1
-        usable = (P - 1) // B if P > 0 else 0
+        F = P // B
         for j in range(n_c):
             blocks.append(chain[j])
-            counted.append(j < usable)
+            counted.append(j < F)
             req.append(r)
             pos.append(j)
-        F = P // B
         for i, b in enumerate(trace.out_chain(r).tolist()):
             blocks.append(b)
             counted.append(False)
@@ -90,18 +91,17 @@ def compulsory(trace: RequestTrace) -> CompulsoryBound:
     """The unlimited-cache bound (see the module docstring)."""
     B = trace.block_tokens
     seen = np.zeros(trace.n_blocks, bool)
-    hits = 0
+    hits = saved = 0
     for r in range(len(trace)):
         P = int(trace.prompt_tokens[r])
         chain = trace.chain(r)
-        usable = (P - 1) // B if P > 0 else 0
         k = 0
-        while k < usable and seen[chain[k]]:
+        while k < P // B and seen[chain[k]]:
             k += 1
         hits += k
+        saved += min(k * B, P - 1) if P > 0 else 0
         seen[chain] = True
         seen[trace.out_chain(r)] = True
-    saved = hits * B
     return CompulsoryBound(hits, saved, int(trace.prompt_tokens.sum()) - saved, int(trace.block_refs))
 
 

@@ -116,9 +116,10 @@ class ServingMetrics:
       prefix-cache hit; t > 0: loaded over link t); ``prefix_hit_tokens[t]``: their tokens.
     - ``broken_prefix_blocks``: prompt blocks recomputed although some tier held them (after the
       first miss, or past the usable limit).
-    - ``prompt_blocks``, ``prompt_tokens``; ``prefill_tokens_computed`` (prompt tokens not
-      served by a cached prefix) and ``prefill_tokens_saved`` (``sum(prefix_hit_tokens)``):
-      computed + saved = prompt tokens.
+    - ``prompt_blocks``, ``prompt_tokens``; ``prefill_tokens_computed`` (prompt tokens prefilled)
+      and ``prefill_tokens_saved`` (prompt tokens served by a cached prefix): computed + saved =
+      prompt tokens. ``sum(prefix_hit_tokens)`` exceeds ``saved`` by one token per fully served
+      block-aligned prompt (its last token is recomputed).
     - ``output_blocks``: output blocks completed with an id (reusable by a later turn).
     - ``loads[t]``: blocks loaded from tier t; ``stores[t]``: blocks stored into tier t
       (write-through stores and write-back demotions); ``stores_skipped[t]``: offered blocks the

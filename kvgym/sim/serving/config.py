@@ -42,9 +42,10 @@ class ServingConfig:
         gpu: compute constants (``kvgym/data/compute.json``); ``None`` = the profile's GPU.
         timing: ``False``: no time at all (arrivals count as 0, every duration is 0) and one
             request at a time in trace order, each run to its end before the next is admitted.
-        max_running: most requests running at once (vLLM ``max_num_seqs``, default 256).
-        token_budget: most tokens computed per iteration (vLLM ``max_num_batched_tokens``;
-            8192 is vLLM's default for its OpenAI server).
+        max_running: most requests running at once (vLLM ``max_num_seqs``).
+        token_budget: most tokens computed per iteration (vLLM ``max_num_batched_tokens``).
+            Defaults 1024 and 8192: vLLM 0.33's for an OpenAI server on an H100/H200
+            (``vllm/engine/arg_utils.py``, ``get_batch_defaults``).
         write_policy: ``write_through`` (computed blocks are offered to tier 1 at once, through
             the admission policy; evictions drop) or ``write_back`` (blocks move down only when
             evicted; exclusive).
@@ -70,7 +71,7 @@ class ServingConfig:
     quantization: str = "fp16"
     gpu: str | None = None
     timing: bool = True
-    max_running: int = 256
+    max_running: int = 1024
     token_budget: int = 8192
     write_policy: str = "write_through"
     lookup: str = "per_block"

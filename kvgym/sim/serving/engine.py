@@ -13,10 +13,13 @@ stores into tier 1). Every block has ``block_bytes`` bytes (a partial block stil
 **Blocks of a request r** (prompt ``P`` tokens, output ``O`` tokens, chain ``c[0..n-1]``,
 ``n = ceil(P / B)``, ``F = P // B`` full blocks). The partial tail ``c[n-1]`` (when ``P % B``) is
 *anonymous* (a slot of r's own, never cached or stored) unless ``cache_partial_tail``. Cacheable
-blocks: ``c[0..F-1]`` plus the tail if ``cache_partial_tail``. The **usable limit** is
-``u = (P - 1) // B`` blocks (``u = 0`` when ``P = 0``): the last prompt token is always
-computed, so a prefix never covers it and a partial tail is never usable (vLLM caps a hit at
-``num_tokens - 1``). Output blocks: with positions ``0..P+O-2`` computed in all, the block at
+blocks: ``c[0..F-1]`` plus the tail if ``cache_partial_tail``. **Usable limits** (a partial
+block is never part of a prefix): a tier-0 hit covers at most ``u0 = (P - 1) // B`` blocks (vLLM's
+GPU prefix cache caps a hit at ``num_tokens - 1``), a lower tier at most ``F`` blocks (vLLM's
+offloading connector may load every full block). The last prompt token is always computed: a
+prefix of ``k`` blocks leaves ``P - min(k B, P - 1)`` tokens to prefill (a fully loaded,
+block-aligned prompt recomputes its last token, as vLLM sets ``num_computed_tokens = num_tokens
+- 1``). Output blocks: with positions ``0..P+O-2`` computed in all, the block at
 chain position ``j >= F`` completes when position ``(j + 1) B - 1`` is computed; it gets id
 ``out[j - F]`` if the trace lists output blocks, else it stays anonymous.
 
@@ -25,9 +28,10 @@ hook: each prompt block reference (tier 0), each completed output block with an 
 each block of a store offer (the tier offered to). Hooks get that step; LRU is therefore exact.
 
 **Lookup** (at admission, no side effect: lookups are not accesses, as in vLLM's managers).
-For ``j = 0 .. u-1``: ``per_block``: source = the lowest-index tier holding ``c[j]``;
-``gpu_prefix_first``: while ``c[j]`` is in tier 0 the source is 0, after the first block not
-in tier 0 only tiers >= 1 count. With ``gpu_prefix_cache=False`` tier 0 is never a source.
+For ``j = 0 .. F-1``: ``per_block``: source = the lowest-index tier holding ``c[j]`` (tier 0
+only while ``j < u0``); ``gpu_prefix_first``: while ``j < u0`` and ``c[j]`` is in tier 0 the
+source is 0, after that only tiers >= 1 count. With ``gpu_prefix_cache=False`` tier 0 is never
+a source.
 The prefix ends at the first block with no source: length ``k``. Blocks ``c[k..]`` are
 **recomputed** even where some tier holds them (prefix semantics).
 
@@ -375,20 +379,22 @@ class ServingEngine:
     def _lookup(self, r: int) -> tuple[int, list[int]]:
         chain = self.trace.chain(r)
         P = int(self.trace.prompt_tokens[r])
-        usable = (P - 1) // self.B if P > 0 else 0
+        u0 = (P - 1) // self.B if P > 0 else 0
+        full = P // self.B
         low = 0 if self.cfg.gpu_prefix_cache else 1
         src: list[int] = []
         j = 0
         if self.cfg.lookup == "gpu_prefix_first" and low == 0:
-            while j < usable and self.in_tier[0, chain[j]]:
+            while j < u0 and self.in_tier[0, chain[j]]:
                 src.append(0)
                 j += 1
             low = 1
-        while j < usable:
-            held = np.flatnonzero(self.in_tier[low:, chain[j]])
+        while j < full:
+            lo = low if j < u0 else max(low, 1)
+            held = np.flatnonzero(self.in_tier[lo:, chain[j]])
             if not held.size:
                 break
-            src.append(int(held[0]) + low)
+            src.append(int(held[0]) + lo)
             j += 1
         return len(src), src
 
@@ -412,7 +418,8 @@ class ServingEngine:
         n_c = self._cacheable(r)
         k, src = self._lookup(r)
         self.prefix[r] = k
-        self.pos[r] = k * self.B
+        P = int(tr.prompt_tokens[r])
+        self.pos[r] = min(k * self.B, P - 1) if P > 0 else 0  # the last prompt token is always computed
         self.admit_us[r] = now
         pin = self.cfg.pin
         if pin:
@@ -493,14 +500,13 @@ class ServingEngine:
         self.load_span[r] = spans
         self.landed[r] = landed
         # Prefix accounting.
-        P = int(tr.prompt_tokens[r])
         for j in range(k):
             m.prefix_hits[src[j]] += 1
             m.prefix_hit_tokens[src[j]] += self.B
         m.prompt_blocks += len(chain)
         m.prompt_tokens += P
-        m.prefill_tokens_saved += k * self.B
-        m.prefill_tokens_computed += P - k * self.B
+        m.prefill_tokens_saved += int(self.pos[r])
+        m.prefill_tokens_computed += P - int(self.pos[r])
         self.state[r] = PREFILL
 
     # -- stores ----------------------------------------------------------------------------------
