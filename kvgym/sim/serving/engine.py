@@ -202,7 +202,8 @@ class ServingEngine:
         self.policies = policies
         self.admission = admission
         self.parent = trace.block_table.parent
-        self.ctx = [ServingContext(self._setup(t), t, self) for t in range(T)]
+        pages = self._block_pages()
+        self.ctx = [ServingContext(self._setup(t, pages), t, self) for t in range(T)]
         for t, p in enumerate(policies):
             p.bind(self.ctx[t])
         admission.bind(self.ctx[1] if T > 1 else self.ctx[0])
@@ -224,7 +225,8 @@ class ServingEngine:
         self._check_fit()
 
     # -- setup ---------------------------------------------------------------------------
-    def _setup(self, t: int) -> Setup:
+    def _block_pages(self) -> PageTable:
+        """The blocks as a page table: seq = first request using the block, token span in its chain."""
         tr = self.trace
         bt = tr.block_table
         n = tr.n_blocks
@@ -237,8 +239,11 @@ class ServingEngine:
             np.minimum.at(first_req, tr.out_blocks, rows)
         start = bt.position * self.B
         fp16 = self.B * self.res.geometry.kv_bytes_per_token()
-        pages = PageTable(seq=first_req.astype(np.int32), layer=np.zeros(n, np.int32), token_start=start,
-                          token_end=start + bt.tokens, fp16_bytes=np.full(n, fp16, np.int64))
+        return PageTable(seq=first_req.astype(np.int32), layer=np.zeros(n, np.int32), token_start=start,
+                         token_end=start + bt.tokens, fp16_bytes=np.full(n, fp16, np.int64))
+
+    def _setup(self, t: int, pages: PageTable) -> Setup:
+        n = len(pages)
         scen = Scenario(name=self.cfg.name, profile=self.cfg.profile, quantization=self.cfg.quantization)
         # Policies count in blocks: every block is one unit and a tier holds its capacity in blocks.
         tiers = tuple(replace(tier, capacity_bytes=cap) for tier, cap in zip(self.tiers[t:], self.res.capacities[t:]))
@@ -251,7 +256,6 @@ class ServingEngine:
         tr = self.trace
         P, O = tr.prompt_tokens, tr.output_tokens
         total = np.where(O > 0, -(-(P + O - 1) // self.B), -(-P // self.B))
-        total = np.maximum(total, -(-P // self.B))
         if (bad := np.flatnonzero(total > self.caps[0])).size:
             r = int(bad[0])
             raise SimulationError(f"request {r} needs {int(total[r])} blocks in tier 0 at once (prompt {int(P[r])}, "
@@ -354,6 +358,12 @@ class ServingEngine:
             self._evict(t, v)
         return True
 
+    def _room0(self) -> None:
+        """One free tier-0 slot; the admission rule guarantees it, so failing is a bug."""
+        if not self._make_room(0, 1):
+            raise SimulationError(f"internal: tier 0 has no evictable block at step {self.step} "
+                                  "(the admission reservation should prevent this)")
+
     def _evict(self, t: int, v: int) -> None:
         self._remove(t, v)
         self.m.evictions[t] += 1
@@ -363,7 +373,10 @@ class ServingEngine:
         if self.in_tier[t + 1:, v].any():
             return
         if self.cfg.write_policy == "write_back" and t + 1 < self.n_tiers and self._make_room(t + 1, 1):
+            req, pos = self.ctx[0].req, self.ctx[0].block_pos
+            self._focus(req, -1)  # a demotion has no chain position
             self._insert(t + 1, v)
+            self._focus(req, pos)
             self.m.stores[t + 1] += 1
             self.m.link_bytes_store[t + 1] += self.block_bytes
             return
@@ -436,7 +449,7 @@ class ServingEngine:
         for j, b in enumerate(chain):
             if j >= n_c:  # the anonymous tail: a slot of r's own (none without pinning)
                 if pin:
-                    self._make_room(0, 1)
+                    self._room0()
                     self.anon += 1
                     self.anon_of[r] += 1
                     self._peak(0)
@@ -457,7 +470,7 @@ class ServingEngine:
                     self._remove(s, b)
                     if self.policies[s].on_evict is not None:
                         self.policies[s].on_evict(b, 0, self.step)
-                self._make_room(0, 1)
+                self._room0()
                 self._insert(0, b)
                 if pin:
                     self._pin(b)
@@ -465,7 +478,7 @@ class ServingEngine:
                 m.loads[s] += 1
                 m.link_bytes_load[s] += self.block_bytes
             elif not in0:
-                self._make_room(0, 1)
+                self._room0()
                 self._insert(0, b)
                 if pin:
                     self._pin(b)
@@ -570,7 +583,7 @@ class ServingEngine:
         """Position P + gen - 1 is about to be computed; it may need a new slot."""
         p = int(self.trace.prompt_tokens[r] + self.gen[r] - 1)
         if p % self.B == 0 and self.cfg.pin:
-            self._make_room(0, 1)
+            self._room0()
             self.anon += 1
             self.anon_of[r] += 1
             self.reserved -= 1
@@ -596,7 +609,7 @@ class ServingEngine:
         q = self._req(0, r)
         q.observed.setdefault(b, j)
         if not in0:
-            self._make_room(0, 1)
+            self._room0()
             self._insert(0, b)
             q.inserted.add(b)
         elif b not in q.inserted:
