@@ -112,13 +112,19 @@ def test_lookup_rules_per_block_and_gpu_prefix_first():
     assert e._lookup(0) == (0, [])  # tier 0 is never a source without a GPU prefix cache
 
 
-def test_store_batch_is_all_or_nothing():
-    # The host holds 1 block; R0 offers 2 new blocks at once: both fail, nothing is stored.
-    tr = RequestTrace.from_chains([0.0], [9], [1], [[0, 1, 2]], block_tokens=4)
+def test_store_batch_is_all_or_nothing_and_retried():
+    # The host holds 1 block; R0 offers 2 new blocks at once: nothing is stored. The batch stays
+    # pending and is offered again after each of R0's 2 decode tokens and at its finish: 4 failed
+    # batches (vLLM re-offers from next_stored_chunk_idx at every step of the request).
+    tr = RequestTrace.from_chains([0.0], [9], [3], [[0, 1, 2]], block_tokens=4)
     cfg = ServingConfig(profile="seed-toy", tiers=("tier0_gpu_fast", "tier2_host_ram"), capacities=(4, 1),
                         geometry="stories260k", gpu="toy")
     m = engine(tr, cfg).run()
-    assert m.stores == [0, 0] and m.stores_failed == [0, 2]
+    assert m.stores == [0, 0] and m.stores_failed == [0, 4]
+    # Below the threshold an offer stores nothing and fails nothing: no retry, 2 blocks skipped once.
+    eng = engine(tr, cfg.with_(timing=False), admission="threshold", store_threshold=2)
+    m = eng.run()
+    assert m.stores_skipped == [0, 2] and m.stores_failed == [0, 0] and dict(eng.admission.counts) == {0: 1, 1: 1}
 
 
 def test_continuous_batching_budget_and_running_limit():
@@ -234,8 +240,7 @@ def test_serving_only_policies_stay_out_of_decode_sweeps_but_run_in_the_decode_e
     from kvgym.workloads import make_trace
 
     serving_only = set(serving_policy_names()) - set(policy_names())
-    assert serving_only == {"vllm_lru", "vllm_arc", "radix_lru", "lmcache_lru", "hits_per_token", "prefix_cost",
-                            "session_aware"}
+    assert serving_only == {"vllm_lru", "vllm_arc", "radix_lru", "lmcache_lru", "hits_per_token", "session_aware"}
     t = make_trace("streaming", seed=1)
     sc = Scenario(profile="h200-measured", capacities=("10%", None, None, None), first_touch="create")
     for name in sorted(serving_only):

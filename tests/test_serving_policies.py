@@ -167,13 +167,16 @@ def test_hits_per_token_is_gdsf():
     assert p.h[1] == 2 / 2560 + 2 / 2560
 
 
-def test_prefix_cost_prefers_keeping_blocks_without_a_copy_below():
+def test_cost_aware_tiered_weighs_load_against_recompute():
+    """In serving mode the refetch cost of ``cost_aware_tiered`` (GreedyDual on what getting a block
+    back costs) is the load time from a lower copy, else the recompute time at its position."""
     tr = RequestTrace.from_chains([0.0], [13], [1], [[0, 1, 2, 3]], block_tokens=4)
     cfg = ServingConfig(profile="seed-toy", tiers=("tier0_gpu_fast", "tier2_host_ram"), capacities=(8, 8),
                         geometry="stories260k", gpu="toy")
-    eng = ServingEngine(tr, cfg, [make_policy("prefix_cost"), make_policy("lru")], make_admission("always"))
+    eng = ServingEngine(tr, cfg, [make_policy("cost_aware_tiered", freq_weight=0.0, size_weight=0.0),
+                                  make_policy("lru")], make_admission("always"))
     eng._add(1, 0)                                        # block 0 has a host copy: 740 us to get back
-    cost = eng.ctx[0].refetch_us(A([0, 1]))
+    cost = eng.ctx[0].refetch_cost_us(A([0, 1]), 1)
     assert cost[0] == 740.0
     # Block 1 (position 1) must be recomputed: one iteration of 4 tokens at positions 4..7.
     assert cost[1] == eng.compute.iteration_us(4, (8 * 9 - 4 * 5) // 2, 0, 8)
@@ -183,6 +186,7 @@ def test_prefix_cost_prefers_keeping_blocks_without_a_copy_below():
         p.on_insert(b, 0, 0)
     # Recomputing a toy block takes microseconds, far less than the 740 us load: 1 goes first.
     assert order(p, [0, 1]) == [1, 0]
+    assert p.H[0] == 740.0 + 1.0 and p.H[1] == cost[1] + 1.0     # H = L + (refetch + min_cost_us)
 
 
 def test_threshold_admission_mirrors_vllm_tracker():

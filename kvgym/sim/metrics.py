@@ -123,8 +123,9 @@ class ServingMetrics:
     - ``output_blocks``: output blocks completed with an id (reusable by a later turn).
     - ``loads[t]``: blocks loaded from tier t; ``stores[t]``: blocks stored into tier t
       (write-through stores and write-back demotions); ``stores_skipped[t]``: offered blocks the
-      admission policy refused; ``stores_failed[t]``: admitted blocks of store batches that did
-      not fit (a batch stores all its blocks or none); ``evictions[t]``: blocks evicted from
+      admission policy refused (each offer counts, retries included); ``stores_failed[t]``: store
+      batches that did not fit (a batch stores all its blocks or none; each retry counts, as
+      vLLM counts its failed ``prepare_store`` calls); ``evictions[t]``: blocks evicted from
       tier t (``drops[t]`` of them kept no copy anywhere below).
     - ``link_bytes_load[i]`` / ``link_bytes_store[i]``: bytes over link i toward / away from
       tier 0.

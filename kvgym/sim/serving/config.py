@@ -60,6 +60,8 @@ class ServingConfig:
             prefix caching off) and lookups skip it.
         cache_partial_tail: cache a prompt's partial last block as a block of its own (needs
             ``pin=False``; it is never part of a usable prefix). For block-stream studies.
+        store_output_blocks: write-through also offers the output blocks a request completes
+            (``False``: prompt blocks only, vLLM's default ``offload_prompt_only``).
         description: free text.
     """
 
@@ -79,6 +81,7 @@ class ServingConfig:
     pin: bool = True
     gpu_prefix_cache: bool = True
     cache_partial_tail: bool = False
+    store_output_blocks: bool = True
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -108,7 +111,7 @@ class ServingConfig:
         for f, valid in (("write_policy", WRITE_POLICIES), ("lookup", LOOKUPS), ("load_overlap", LOAD_OVERLAPS)):
             if getattr(self, f) not in valid:
                 raise ConfigError(f"{where}: {f}={getattr(self, f)!r}; valid: {', '.join(valid)}")
-        for f in ("timing", "pin", "gpu_prefix_cache", "cache_partial_tail"):
+        for f in ("timing", "pin", "gpu_prefix_cache", "cache_partial_tail", "store_output_blocks"):
             if not isinstance(getattr(self, f), bool):
                 raise ConfigError(f"{where}: {f} must be true or false, got {getattr(self, f)!r}")
         for f in ("max_running", "token_budget"):

@@ -19,7 +19,9 @@ So every decode policy runs per tier unchanged. Serving adds:
   is a leaf of the tier's radix tree);
 - :meth:`refetch_us`: what losing a block from this tier would cost the next request that needs
   it in tier 0: the load time from the fastest tier below holding a copy, else the time of an
-  iteration that recomputes just that block at its chain position.
+  iteration that recomputes just that block at its chain position. ``refetch_cost_us(pages,
+  tier)``, which decode policies call (``cost_aware_tiered``), answers the same: in serving a
+  lost block is loaded or recomputed whatever tier a decode engine would have demoted it to.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class ServingContext(SimContext):
         self.kids = engine.kids[tier]
         self.session_of_request = engine.session_key
         self._engine = engine
+
+    def refetch_cost_us(self, pages: np.ndarray, tier=None) -> np.ndarray:
+        return self.refetch_us(pages)
 
     def refetch_us(self, blocks: np.ndarray) -> np.ndarray:
         e = self._engine

@@ -75,14 +75,18 @@ it if no room can be made (everything pinned); else drop it.
 **Write-through stores** (``write_through`` only). At the end of the iteration that completes
 r's prefill, r offers to tier 1 its cacheable prompt blocks from position 0 if nothing was
 loaded from a lower tier, else from position k (vLLM's offloading connector: chunk-level
-offload skips the loaded prefix); each output block with an id is offered when completed. An
+offload skips the loaded prefix); each output block with an id is offered when completed
+(unless ``store_output_blocks=False``, vLLM's default ``offload_prompt_only``). An
 offer ``O`` (chain order) to tier t: the admission policy's ``on_offer(O)`` (tier 1 only);
 for each b: ``step += 1``, tier t ``on_access(b, 0 or -1)``; present blocks are reused, the
 others are candidates, filtered by ``admit`` (tier 1; ``always`` below), the rest counted as
 skipped; ``on_store_miss`` (admitted, first time for r) then ``on_request_offer`` (present or
 admitted, first time for r), in chain order. If ``a`` blocks were admitted: the batch is
-protected; if free slots + evictable residents < a, all ``a`` fail (all-or-nothing, vLLM);
-else ``make_room(t, a)`` and each is added (``on_insert``, a store over link t). Blocks stored
+protected; if free slots + evictable residents < a, nothing is stored (all-or-nothing, vLLM)
+and, for tier 1, the whole offer stays **pending**: it is offered again, together with any new
+blocks, at the end of every later iteration that runs r (each decode token) and once more when
+r finishes (vLLM re-offers from ``next_stored_chunk_idx`` at every step, the finishing one
+included); else ``make_room(t, a)`` and each is added (``on_insert``, a store over link t). Blocks stored
 into tier t >= 1 are then offered to tier t+1 (admission ``always``). Stores cost bytes, never
 time: they use the other copy direction and delay no request.
 
@@ -222,6 +226,7 @@ class ServingEngine:
         self.held: list[list[int]] = [[] for _ in range(nr)]
         self.anon_of = np.zeros(nr, np.int64)
         self.growth_left = np.zeros(nr, np.int64)
+        self.pending: list[list[tuple[int, int]]] = [[] for _ in range(nr)]
         self._check_fit()
 
     # -- setup ---------------------------------------------------------------------------
@@ -523,9 +528,10 @@ class ServingEngine:
         self.state[r] = PREFILL
 
     # -- stores ----------------------------------------------------------------------------------
-    def _store(self, t: int, r: int, offer: list[int], positions: list[int]) -> None:
+    def _store(self, t: int, r: int, offer: list[int], positions: list[int]) -> bool:
+        """Offer ``offer`` to tier t; False when the admitted blocks did not fit (nothing stored)."""
         if t >= self.n_tiers or not offer:
-            return
+            return True
         m = self.m
         adm = self.admission if t == 1 else None
         if adm is not None and adm.on_offer is not None:
@@ -553,12 +559,12 @@ class ServingEngine:
         q.reused.update(b for b, pr in zip(offer, present) if pr and b not in q.inserted)
         stored = [(b, p) for b, p in zip(offer, positions) if b in admitted]
         if not stored:
-            return
+            return True
         self.protect[t] = set(offer)
         if self._free(t) + len(self._candidates(t)) < len(stored):
-            m.stores_failed[t] += len(stored)
+            m.stores_failed[t] += 1
             self.protect[t] = set()
-            return
+            return False
         self._focus(r, -1)
         self._make_room(t, len(stored))
         self.protect[t] = set()
@@ -569,14 +575,24 @@ class ServingEngine:
             m.stores[t] += 1
             m.link_bytes_store[t] += self.block_bytes
         self._store(t + 1, r, [b for b, _ in stored], [p for _, p in stored])
+        return True
 
-    def _offer_prompt(self, r: int) -> None:
+    def _offer(self, r: int, new: list[tuple[int, int]]) -> None:
+        """Offer to tier 1 what r left pending (a batch that did not fit) plus ``new`` (block,
+        position) pairs, as one batch; if it does not fit either, it stays pending (vLLM re-offers
+        from ``next_stored_chunk_idx`` at every later step of the request)."""
         if self.cfg.write_policy != "write_through" or self.n_tiers < 2:
             return
+        batch = self.pending[r] + new
+        if batch:
+            ok = self._store(1, r, [b for b, _ in batch], [p for _, p in batch])
+            self.pending[r] = [] if ok else batch
+
+    def _prompt_offer(self, r: int) -> list[tuple[int, int]]:
+        """The prompt blocks r offers at the end of its prefill (the module docstring's rule)."""
         chain = self.trace.chain(r).tolist()
-        n_c = self._cacheable(r)
         start = int(self.prefix[r]) if self.loaded[r] else 0
-        self._store(1, r, chain[start:n_c], list(range(start, n_c)))
+        return [(chain[j], j) for j in range(start, self._cacheable(r))]
 
     # -- decode ------------------------------------------------------------------------------------
     def _grow(self, r: int) -> None:
@@ -590,12 +606,12 @@ class ServingEngine:
             self.growth_left[r] -= 1
             self._peak(0)
 
-    def _complete_block(self, r: int, j: int) -> None:
-        """Block at chain position j of r's sequence just filled up (j >= F)."""
+    def _complete_block(self, r: int, j: int) -> list[tuple[int, int]]:
+        """Block at chain position j of r's sequence just filled up (j >= F); returns what to offer."""
         F = int(self.trace.prompt_tokens[r]) // self.B
         out = self.trace.out_chain(r)
         if not len(out):
-            return
+            return []
         b = int(out[j - F])
         self.m.output_blocks += 1
         # Its slot was anonymous until now (with pin; without, it held nothing).
@@ -617,10 +633,11 @@ class ServingEngine:
         if self.cfg.pin:
             self._pin(b)
         self.held[r].append(b)
-        if self.cfg.write_policy == "write_through":
-            self._store(1, r, [b], [j])
+        return [(b, j)] if self.cfg.store_output_blocks else []
 
     def _finish(self, r: int, now: float) -> None:
+        self._offer(r, [])  # the finishing step retries a pending batch once more
+        self.pending[r] = []
         self.state[r] = DONE
         self.finish_us[r] = now
         self.m.requests += 1
@@ -734,8 +751,10 @@ class ServingEngine:
                         for lo, hi in links.values():
                             end = max(end, lo + (hi - lo) / L + C, hi + C / L)
             self.m.compute_us += C
-            # Collapse a lone decode stretch when time does not run (results are identical).
-            if not self.timing and len(batch) == 1 and self.state[batch[0][0]] == DECODE:
+            # Collapse a lone decode stretch when time does not run and no store waits to be
+            # retried at each iteration (results are identical).
+            if not self.timing and len(batch) == 1 and self.state[batch[0][0]] == DECODE \
+                    and not self.pending[batch[0][0]]:
                 r = batch[0][0]
                 p0 = int(P[r] + self.gen[r] - 1)
                 stretch = min(int(O[r] - self.gen[r]), self.B - p0 % self.B)
@@ -747,7 +766,7 @@ class ServingEngine:
                     self.pos[r] += take
                     if self.pos[r] == P[r]:
                         self.first_us[r] = end
-                        self._offer_prompt(r)
+                        self._offer(r, self._prompt_offer(r))
                         self.gen[r] = 1 if O[r] > 0 else 0
                         if self.gen[r] >= O[r]:
                             self._finish(r, end)
@@ -756,8 +775,10 @@ class ServingEngine:
                 else:
                     p = int(P[r] + self.gen[r] - 1)
                     self.gen[r] += 1
+                    new = []
                     if (p + 1) % self.B == 0 and p // self.B >= int(P[r]) // self.B:
-                        self._complete_block(r, p // self.B)
+                        new = self._complete_block(r, p // self.B)
+                    self._offer(r, new)
                     if self.gen[r] >= O[r]:
                         self._finish(r, end)
             running = [r for r in running if self.state[r] != DONE]
