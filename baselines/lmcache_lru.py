@@ -12,27 +12,15 @@ decode engine (no request hooks) it is FIFO. No parameters.
 
 from __future__ import annotations
 
-import numpy as np
-
-from kvgym.sim.policy import Policy, register_policy
+from kvgym.baselines.fifo import FIFO
+from kvgym.sim.policy import register_policy
 
 
 @register_policy("lmcache_lru", serving_only=True)
-class LMCacheLRU(Policy):
-    def bind(self, ctx) -> None:
-        super().bind(ctx)
-        self.key = np.zeros(ctx.n_pages, np.int64)
-        self.clock = 0
-
-    def on_insert(self, page: int, tier: int, step: int) -> None:
-        if tier == 0:
-            self.clock += 1
-            self.key[page] = self.clock
+class LMCacheLRU(FIFO):
+    """FIFO order of puts (``fifo``'s insertion keys), plus the reversed touch of a loaded prefix."""
 
     def on_request_load(self, req, blocks, positions, step) -> None:
         for b in reversed(blocks.tolist()):
             self.clock += 1
             self.key[b] = self.clock
-
-    def scores(self, cands: np.ndarray, step: int) -> np.ndarray:
-        return self.key[cands]

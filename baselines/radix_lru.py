@@ -1,7 +1,8 @@
 """``radix_lru``: SGLang's radix-cache eviction: least recently used *leaf* first.
 
 Rule (SGLang ``RadixCache.evict``, ``python/sglang/srt/mem_cache/radix_cache.py``): every block
-reference (a prefix match or an insert walking the tree) sets the block's last-access time; only
+reference (a prefix match or an insert walking the tree) sets the block's last-access time
+(``lru``'s serial number of use); only
 leaves (blocks with no child resident in this tier, ``ctx.kids == 0``) are evicted, least
 recently used first; evicting a leaf may make its parent a leaf. Score = last access, plus
 ``2**41`` for a block with a resident child, so an inner block goes only when no leaf can
@@ -14,20 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from kvgym.baselines.common import LEVEL
-from kvgym.sim.policy import Policy, register_policy
+from kvgym.baselines.lru import LRU
+from kvgym.sim.policy import register_policy
 
 
 @register_policy("radix_lru", serving_only=True)
-class RadixLRU(Policy):
-    def bind(self, ctx) -> None:
-        super().bind(ctx)
-        self.last = np.full(ctx.n_pages, -1, np.int64)
-
-    def on_access(self, page: int, tier: int, step: int) -> None:
-        self.last[page] = step
-
-    def on_insert(self, page: int, tier: int, step: int) -> None:
-        self.last[page] = step
+class RadixLRU(LRU):
+    """LRU's recency (its own serial numbers of use), leaves first."""
 
     def scores(self, cands: np.ndarray, step: int) -> np.ndarray:
         kids = getattr(self.ctx, "kids", None)

@@ -153,16 +153,18 @@ class ServingConfig:
 
 
 def _capacity(spec, n_blocks: int, where: str) -> int | None:
+    """Blocks of a capacity spec: an int >= 1, ``"N%"`` (0 < N <= 100) of ``n_blocks`` (at least 1),
+    or ``None`` (unbounded). Blocks, not the bytes of a scenario's capacities."""
     if spec is None:
         return None
     if isinstance(spec, str) and spec.endswith("%"):
         try:
-            frac = float(spec[:-1]) / 100
+            pct = float(spec[:-1])
         except ValueError:
-            raise ConfigError(f"{where}: capacity {spec!r} is not a percentage") from None
-        if not (frac > 0 and math.isfinite(frac)):
-            raise ConfigError(f"{where}: capacity {spec!r} must be > 0%")
-        return max(1, int(n_blocks * frac))
+            pct = math.nan
+        if not (math.isfinite(pct) and 0 < pct <= 100):
+            raise ConfigError(f"{where}: capacity {spec!r} must be 'N%' with 0 < N <= 100")
+        return max(1, int(n_blocks * (pct / 100)))
     if isinstance(spec, bool) or not isinstance(spec, int) or spec < 1:
         raise ConfigError(f"{where}: capacity must be an int >= 1 (blocks), 'N%' or null, got {spec!r}")
     return spec
