@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is the local CPU wheel; anything else pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[agents,dev,vllm]'
+	$(BIN)/pip install -q -e '.[agents,dev,vllm,ray]'
 	# vLLM without its dependencies (they pin a CUDA torch); the light ones came with the vllm extra.
 	$(BIN)/pip install -q --no-deps "vllm==$$($(BIN)/python -c 'from kvgym.integrations.vllm_compat import VLLM_VERSION; print(VLLM_VERSION)')"
 	touch $(STAMP)

@@ -4,26 +4,31 @@ A trained agent is a folder (what ``kvgym train`` writes)::
 
     agent.json     manifest: format, kind (imitation | ppo), model file, env features, k, task
     model.pt       imitation: the scorer's state_dict (tensors only), read with weights_only=True
-    model.zip      ppo: the sb3-contrib MaskablePPO file (a zip of pickles and tensors)
+    policy.pt      ppo: the MaskablePPO policy's state_dict (tensors only, weights_only=True); the
+                   network is rebuilt from agent.json's ``policy`` entry (k, features, context, width)
+    model.zip      legacy ppo: an SB3 file (pickles), loaded only with trust_pickle and its sha256
+                   recorded in agent.json; ``kvgym train convert`` turns it into policy.pt
     config.json    the training arguments
     metrics.json   training progress, seed, training time
     heldout.json   held-out (test split) results, written after training
 
-:func:`load_agent` takes the folder, its ``agent.json`` or its model file, **local paths
-only** (see :func:`kvgym.agents.common.local_path`). The returned object acts through the env
+:func:`load_agent` takes the folder, its ``agent.json`` or its model file (**local paths
+only**, see :func:`kvgym.agents.common.local_path`), or ``zoo:NAME`` (a folder of this project's
+``artifacts/agents``, never of the current folder). The returned object acts through the env
 like any agent of the harness (:mod:`kvgym.envs.agents`): ``attach(env)``, ``reset()``,
 ``act(obs, info) -> int``; it also has SB3's ``predict(obs, action_masks=...)``.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from kvgym.agents.common import local_path
 from kvgym.errors import ConfigError
+from kvgym.files import read_json
 
 FORMAT = "kvgym-agent/1"
 MANIFEST = "agent.json"
@@ -93,14 +98,14 @@ class ImitationAgent(_Base):
 
 
 class PPOAgent(_Base):
-    """A MaskablePPO model, deterministic, with the env's action mask."""
+    """A MaskablePPO policy (or a model holding one), deterministic, with the env's action mask."""
 
     kind = "ppo"
 
     def __init__(self, model, manifest: dict, name: str = "ppo"):
         super().__init__(manifest, name)
-        self.model = model
-        self.k = int(model.action_space.n)
+        self.model = getattr(model, "policy", model)
+        self.k = int(self.model.action_space.n)
 
     def attach(self, env) -> None:
         super().attach(env)
@@ -115,52 +120,109 @@ class PPOAgent(_Base):
 
 
 def write_manifest(folder, manifest: dict) -> Path:
-    from kvgym.bench.artifacts_io import write_json_atomic
+    from kvgym.files import write_json
 
-    return write_json_atomic(Path(folder) / MANIFEST, {"format": FORMAT, **manifest})
-
-
-#: ``zoo:NAME`` names the agent folder ``NAME`` of the model zoo (relative to the current folder).
-ZOO_PREFIX, ZOO_DIR = "zoo:", "artifacts/agents"
+    return write_json(Path(folder) / MANIFEST, {"format": FORMAT, **manifest})
 
 
-def read_manifest(path) -> tuple[Path, dict]:
-    """``(folder, manifest)`` of a saved agent given its folder, manifest or model file
-    (or ``zoo:NAME`` for ``artifacts/agents/NAME``)."""
+#: ``zoo:NAME`` names the agent folder ``NAME`` of the project's model zoo (``artifacts/agents`` of
+#: this checkout, whatever the current folder is).
+ZOO_PREFIX = "zoo:"
+ZOO_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "agents"
+
+
+def agent_folder(path) -> Path:
+    """The resolved folder of a saved agent given its folder, manifest, model file or ``zoo:NAME``
+    (a ConfigError for URLs, missing paths and zoo names outside the zoo)."""
     text = str(path)
     if text.startswith(ZOO_PREFIX):
         name = text[len(ZOO_PREFIX):]
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise ConfigError(f"agent {text!r}: expected zoo:NAME with NAME a folder of {ZOO_DIR}")
-        path = Path(ZOO_DIR) / name
-    p = local_path(path)
+        zoo = ZOO_DIR.resolve()
+        folder = (zoo / name).resolve() if name else zoo
+        if not name or "/" in name or "\\" in name or name in (".", "..") or folder.parent != zoo:
+            raise ConfigError(f"agent {text!r}: expected zoo:NAME with NAME a folder of the project's zoo {zoo}")
+        if not folder.is_dir():
+            have = sorted(p.name for p in zoo.iterdir() if p.is_dir()) if zoo.is_dir() else []
+            raise ConfigError(f"agent {text!r}: no agent {name!r} in the zoo {zoo}; valid: {', '.join(have) or 'none'}")
+        return folder
+    p = local_path(path).resolve()
     if p.is_dir():
-        folder = p
-    elif p.name == MANIFEST or p.suffix in (".pt", ".zip"):
-        folder = p.parent
-    else:
-        raise ConfigError(f"agent {str(path)!r}: expected an agent folder, its {MANIFEST} or its model file")
+        return p
+    if p.name == MANIFEST or p.suffix in (".pt", ".zip"):
+        return p.parent
+    raise ConfigError(f"agent {text!r}: expected an agent folder, its {MANIFEST} or its model file")
+
+
+def read_manifest(path) -> tuple[Path, dict]:
+    """``(folder, manifest)`` of a saved agent (see :func:`agent_folder`)."""
+    folder = agent_folder(path)
     mp = folder / MANIFEST
     if not mp.is_file():
         raise ConfigError(f"agent {str(path)!r}: {mp} not found (not a folder written by 'kvgym train')")
-    try:
-        m = json.loads(mp.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{mp}: invalid JSON (line {e.lineno}: {e.msg})") from None
+    m = read_json(mp, "agent manifest")
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ConfigError(f"{mp}: format {m.get('format') if isinstance(m, dict) else None!r}, expected {FORMAT!r}")
     if m.get("kind") not in KINDS:
         raise ConfigError(f"{mp}: kind {m.get('kind')!r}; valid: {', '.join(KINDS)}")
-    if not isinstance(m.get("model"), str) or "/" in m["model"] or "\\" in m["model"]:
+    if not isinstance(m.get("model"), str) or "/" in m["model"] or "\\" in m["model"] or m["model"] in ("", ".", ".."):
         raise ConfigError(f"{mp}: 'model' must be a file name inside the agent folder, got {m.get('model')!r}")
     return folder, m
 
 
-def load_agent(path):
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _state_dict(path: Path, what: str) -> dict:
+    """Tensors from a ``torch.save``d state dict, read with ``weights_only=True`` (no code runs)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling error is a bad file
+        raise ConfigError(f"{path}: not a {what} state dict ({str(e).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: not a {what} state dict (a {type(state).__name__})")
+    return state
+
+
+def _load_sb3_zip(model_path: Path, m: dict, trust_pickle: bool):
+    """A MaskablePPO ``.zip`` (pickles): only with ``trust_pickle`` and the recorded sha256 matching."""
+    mp = model_path.parent / MANIFEST
+    if not trust_pickle:
+        raise ConfigError(f"{model_path}: an SB3 .zip file is a pickle and can run code when loaded; load it only "
+                          f"if you trust where it came from, with --trust-pickle (trust_pickle=True), or convert "
+                          f"it once with 'kvgym train convert {model_path.parent} --trust-pickle --sha256 HEX'")
+    want = m.get("sha256")
+    if not isinstance(want, str) or len(want) != 64:
+        raise ConfigError(f"{mp}: no 'sha256' of {model_path.name} recorded; a pickle is loaded only when its "
+                          "digest is recorded in agent.json")
+    got = sha256_of(model_path)
+    if got != want:
+        raise ConfigError(f"{model_path}: sha256 {got} differs from the {want} recorded in {mp}; not loading it")
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    import kvgym.agents.ppo  # noqa: F401  (the custom policy classes the file refers to)
+
+    torch.set_num_threads(1)
+    try:
+        return MaskablePPO.load(str(model_path), device="cpu").policy
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{model_path}: cannot load the MaskablePPO model ({str(e).splitlines()[0][:160]})") from None
+
+
+def load_agent(path, trust_pickle: bool = False):
     """Load a saved agent (folder, ``agent.json``, model file or ``zoo:NAME``; local paths only).
 
-    The imitation model is read with ``torch.load(..., weights_only=True)`` (tensors only);
-    a PPO model goes through ``MaskablePPO.load``, which unpickles: load only files you trust.
+    Models are tensors only, read with ``torch.load(..., weights_only=True)``: the imitation
+    scorer's state dict, or the PPO policy's state dict, rebuilt from the ``policy`` entry of
+    ``agent.json``. A legacy SB3 ``.zip`` (a pickle) is loaded only with ``trust_pickle=True`` and
+    its sha256 recorded in ``agent.json`` (checked first).
     """
     folder, m = read_manifest(path)
     model_path = folder / m["model"]
@@ -168,8 +230,6 @@ def load_agent(path):
         raise ConfigError(f"agent {str(path)!r}: model file {model_path} not found")
     name = folder.name
     if m["kind"] == "imitation":
-        import torch
-
         from kvgym.agents.model import CandidateScorer, ScorerConfig
 
         try:
@@ -178,21 +238,59 @@ def load_agent(path):
             raise ConfigError(f"{folder / MANIFEST}: bad 'scorer' entry ({e})") from None
         model = CandidateScorer(cfg)
         try:
-            state = torch.load(model_path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except Exception as e:  # noqa: BLE001 - any unpickling / shape error is a bad file
+            model.load_state_dict(_state_dict(model_path, "scorer"))
+        except RuntimeError as e:
             raise ConfigError(f"{model_path}: not a scorer state_dict matching {m['scorer']} ({e})") from None
         return ImitationAgent(model, m, name)
     import torch
-    from sb3_contrib import MaskablePPO
-
-    import kvgym.agents.ppo  # noqa: F401  (the custom policy classes the file refers to)
 
     # One decision per call on a tiny network: extra threads only add synchronisation (and, on a
     # shared machine, can make each call 10-100x slower).
     torch.set_num_threads(1)
+    if model_path.suffix == ".zip":
+        return PPOAgent(_load_sb3_zip(model_path, m, trust_pickle), m, name)
+    from kvgym.agents.ppo import build_policy
+
+    policy = build_policy(m.get("policy"), folder / MANIFEST)
     try:
-        model = MaskablePPO.load(str(model_path), device="cpu")
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"{model_path}: cannot load the MaskablePPO model ({e})") from None
-    return PPOAgent(model, m, name)
+        policy.load_state_dict(_state_dict(model_path, "PPO policy"))
+    except RuntimeError as e:
+        raise ConfigError(f"{model_path}: not a PPO policy state_dict matching {m.get('policy')} "
+                          f"({str(e).splitlines()[0][:160]})") from None
+    return PPOAgent(policy, m, name)
+
+
+def convert_sb3(path, trust_pickle: bool = False, sha256: str | None = None) -> Path:
+    """Turn a legacy PPO agent folder (SB3 ``model.zip``, a pickle) into tensors plus config.
+
+    Loads the zip under the rules of :func:`load_agent` (``trust_pickle`` and a sha256: the one
+    in ``agent.json``, or ``sha256`` when the manifest has none), writes ``policy.pt`` (the
+    policy's state dict) and the manifest's ``policy`` entry, checks that the rebuilt policy's
+    tensors equal the loaded ones, then removes the zip. Returns the new model file.
+    """
+    import torch
+
+    from kvgym.agents.ppo import POLICY_FILE, build_policy, policy_bytes, policy_config
+    from kvgym.files import write_bytes
+
+    folder, m = read_manifest(path)
+    zip_path = folder / m["model"]
+    if m["kind"] != "ppo" or zip_path.suffix != ".zip":
+        raise ConfigError(f"agent {str(path)!r}: nothing to convert (kind {m['kind']!r}, model {m['model']!r})")
+    if sha256 is not None:
+        if m.get("sha256") not in (None, sha256):
+            raise ConfigError(f"--sha256 {sha256} differs from the {m['sha256']} recorded in {folder / MANIFEST}")
+        m = {**m, "sha256": sha256}
+    policy = _load_sb3_zip(zip_path, m, trust_pickle)
+    cfg = policy_config(policy)
+    write_bytes(folder / POLICY_FILE, policy_bytes(policy))
+    rebuilt = build_policy(cfg)
+    rebuilt.load_state_dict(_state_dict(folder / POLICY_FILE, "PPO policy"))
+    a, b = policy.state_dict(), rebuilt.state_dict()
+    if set(a) != set(b) or not all(torch.equal(a[k].cpu(), b[k]) for k in a):
+        (folder / POLICY_FILE).unlink(missing_ok=True)
+        raise ConfigError(f"{zip_path}: the rebuilt policy differs from the loaded one; not converted")
+    manifest = {k: v for k, v in m.items() if k not in ("format", "sha256")}
+    write_manifest(folder, {**manifest, "model": POLICY_FILE, "policy": cfg})
+    zip_path.unlink()
+    return folder / POLICY_FILE

@@ -5,7 +5,7 @@ scores 0, Belady's MIN (the optimal offline policy for tier-0 misses with unifor
 100; negative means worse than LRU. A trace on which LRU is already optimal has no gap (``None``,
 left out of averages and said so in the report).
 
-Agents run through :func:`kvgym.bench.evaluate.evaluate` (the harness's one path for agents),
+Agents run through :func:`kvgym.envs.evaluate.evaluate` (the harness's one path for agents),
 on ``kvgym/Evict-v0`` with the task's ``k`` and ``sample``; baselines through
 :func:`kvgym.sim.run` (the engine every harness sweep uses; the env gives identical metrics for
 a policy run as an agent, tested by the env's own suite).
@@ -66,7 +66,7 @@ def score_agent(agent, task: TaskArgs, lt, seed: int = 0) -> dict:
     """One agent on one labelled trace: misses, gap closed, and its good-decision ratio (the share
     of its evictions whose victim has the farthest next use among the shown candidates, as in
     :mod:`kvgym.oracle.regret`)."""
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     audited = Audited(agent, lt.trace)
     m = evaluate(audited, task.scenario, lt.trace, k=task.k, sample=task.sample, seed=seed)

@@ -224,9 +224,10 @@ def train(args: ImitationArgs, out: str | Path | None = None, log=print) -> dict
     import torch
     from tqdm import tqdm
 
-    from kvgym.agents.common import atomic_write_bytes, seed_everything
+    from kvgym.agents.common import seed_everything
     from kvgym.agents.model import CandidateScorer, NumpyScorer, ScorerConfig
     from kvgym.envs.observation import N_FEATURES, n_context
+    from kvgym.files import write_bytes
 
     t0 = time.perf_counter()
     seed_everything(args.seed)
@@ -294,7 +295,7 @@ def train(args: ImitationArgs, out: str | Path | None = None, log=print) -> dict
                "parameters": int(sum(p.numel() for p in model.parameters()))}
     if out is not None:
         from kvgym.agents.agent import write_manifest
-        from kvgym.bench.artifacts_io import write_json_atomic
+        from kvgym.files import write_json
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -302,9 +303,9 @@ def train(args: ImitationArgs, out: str | Path | None = None, log=print) -> dict
         # make equal weights give different bytes.
         buf = io.BytesIO()
         torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, buf)
-        atomic_write_bytes(out / "model.pt", lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
-        write_json_atomic(out / "config.json", {"algo": "imitation", "args": args.to_dict()})
-        write_json_atomic(out / "metrics.json", metrics)
+        write_bytes(out / "model.pt", buf.getvalue())
+        write_json(out / "config.json", {"algo": "imitation", "args": args.to_dict()})
+        write_json(out / "metrics.json", metrics)
         write_manifest(out, manifest)
     return metrics
 

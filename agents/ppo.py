@@ -286,18 +286,58 @@ class ProgressCallback(BaseCallback):
         self.bar.close()
 
 
-def manifest_for(args: PPOArgs) -> dict:
+def manifest_for(args: PPOArgs, model=None) -> dict:
     from kvgym.agents.features import HISTORY_FEATURES
     from kvgym.envs.observation import FEATURES
 
-    return {"kind": "ppo", "model": "model.zip", "features": list(FEATURES),
-            "history_features": list(HISTORY_FEATURES) if args.history else [], "k": args.k,
-            "task": args.task_dict()}
+    m = {"kind": "ppo", "model": POLICY_FILE, "features": list(FEATURES),
+         "history_features": list(HISTORY_FEATURES) if args.history else [], "k": args.k, "task": args.task_dict()}
+    if model is not None:
+        m["policy"] = policy_config(model.policy)
+    return m
+
+
+# -- saving without pickles -----------------------------------------------------------------
+POLICY_FILE = "policy.pt"
+POLICY_KEYS = ("k", "n_features", "n_context", "hidden")
+
+
+def policy_config(policy) -> dict:
+    """What :func:`build_policy` needs to rebuild ``policy``'s network: slots, feature and context
+    widths, scorer width (the observation space is ``Box(0, 1)`` candidates and context plus a
+    ``MultiBinary(k)`` mask, as the env and :class:`HistoryObs` present it)."""
+    k, f = policy.observation_space["candidates"].shape
+    return {"k": int(k), "n_features": int(f), "n_context": int(policy.observation_space["context"].shape[0]),
+            "hidden": int(policy.features_extractor.scorer.cfg.hidden)}
+
+
+def build_policy(cfg, where="agent.json") -> CandidatePolicy:
+    """A fresh :class:`CandidatePolicy` with the architecture ``cfg`` (:func:`policy_config`)."""
+    from kvgym.errors import ConfigError
+    from kvgym.params import need_int
+
+    if not isinstance(cfg, dict) or set(cfg) != set(POLICY_KEYS):
+        raise ConfigError(f"{where}: 'policy' must be an object with keys {', '.join(POLICY_KEYS)}, got {cfg!r:.120}")
+    k, f, g, h = (need_int(f"{where}: policy", key, cfg[key], 1, 1 << 16) for key in POLICY_KEYS)
+    obs = spaces.Dict({"candidates": spaces.Box(0.0, 1.0, (k, f), np.float32),
+                       "context": spaces.Box(0.0, 1.0, (g,), np.float32), "action_mask": spaces.MultiBinary(k)})
+    policy = CandidatePolicy(obs, spaces.Discrete(k), lambda _: 0.0, features_extractor_kwargs={"hidden": h})
+    return policy.eval()
+
+
+def policy_bytes(policy) -> bytes:
+    """The policy's state dict as ``torch.save`` bytes (tensors only; read back with weights_only)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}, buf)
+    return buf.getvalue()
 
 
 def train(args: PPOArgs, out: str | Path | None = None, log=print) -> dict:
     """Train per ``args``; with ``out``, write the agent folder (see :mod:`kvgym.agents.agent`)."""
-    from kvgym.agents.common import atomic_write_bytes, seed_everything
+    from kvgym.agents.common import seed_everything
+    from kvgym.files import write_bytes
 
     t0 = time.perf_counter()
     seed_everything(args.seed)
@@ -315,7 +355,7 @@ def train(args: PPOArgs, out: str | Path | None = None, log=print) -> dict:
         tensorboard_log=args.tensorboard_log or None, seed=args.seed, device="cpu", verbose=0)
     if args.init_from:
         _warm_start(model, args)
-    manifest = manifest_for(args)
+    manifest = manifest_for(args, model)
     gap_cb = GapCallback(args, val, manifest, log)
     eval_cb = MaskableEvalCallback(eval_env, n_eval_episodes=len(val), eval_freq=max(1, args.eval_freq // args.n_envs),
                                    deterministic=True, callback_after_eval=gap_cb, verbose=0, warn=False)
@@ -337,23 +377,17 @@ def train(args: PPOArgs, out: str | Path | None = None, log=print) -> dict:
                "parameters": int(sum(p.numel() for p in model.policy.parameters()))}
     if out is not None:
         from kvgym.agents.agent import write_manifest
-        from kvgym.bench.artifacts_io import write_json_atomic
+        from kvgym.files import write_json
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "model.zip", lambda tmp: _save_zip(model, tmp))
-        write_json_atomic(out / "config.json", {"algo": "ppo", "args": args.to_dict()})
-        write_json_atomic(out / "metrics.json", metrics)
+        write_bytes(out / POLICY_FILE, policy_bytes(model.policy))
+        write_json(out / "config.json", {"algo": "ppo", "args": args.to_dict()})
+        write_json(out / "metrics.json", metrics)
         write_manifest(out, manifest)
     venv.close()
     eval_env.close()
     return metrics
-
-
-def _save_zip(model, tmp: str) -> None:
-    # SB3 appends ".zip" to a path without that suffix; hand it an open file instead.
-    with open(tmp, "wb") as f:
-        model.save(f)
 
 
 def _warm_start(model, args: PPOArgs) -> None:

@@ -215,10 +215,10 @@ def render(rep: dict) -> str:
 
 def write_report(zoo, out=None) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` (``out`` or ``ZOO/leaderboard.md``) and ``leaderboard.json`` beside it."""
-    from kvgym.bench.artifacts_io import write_json_atomic, write_text_atomic
+    from kvgym.files import write_json, write_text
 
     rep = build(zoo)
     md = Path(out) if out else Path(zoo) / "leaderboard.md"
-    write_text_atomic(md, render(rep))
-    js = write_json_atomic(md.with_suffix(".json"), rep)
+    write_text(md, render(rep))
+    js = write_json(md.with_suffix(".json"), rep)
     return md, js

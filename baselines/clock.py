@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from kvgym.baselines.common import LEVEL, in_tier0, int_param, lower_tier_scores
-from kvgym.sim.policy import Policy, check_param, register_policy
+from kvgym.sim.policy import Policy, register_policy
 
 
 @register_policy("clock")
@@ -28,8 +28,7 @@ class Clock(Policy):
     compiled = "clock"
 
     def __init__(self, bits: int = 1):
-        self.bits = int_param("clock", "bits", bits, 1)
-        check_param("clock", "bits", bits, self.bits <= 16, "must be <= 16")
+        self.bits = int_param("clock", "bits", bits, 1, 16)
         self.max_count = (1 << self.bits) - 1
 
     def compiled_args(self, setup):

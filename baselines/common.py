@@ -9,39 +9,23 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from kvgym.sim.policy import check_param
+from kvgym.params import check, need_int, need_num
 
 #: Spacing of score levels: keys, counters and steps stay far below it (2**40 ~ 1.1e12).
 LEVEL = np.int64(1) << np.int64(40)
 
 
 def int_param(owner: str, name: str, value, minimum: int = 0, maximum: int | None = None) -> int:
-    """Check that ``value`` is an int (not a bool) in ``[minimum, maximum]``; return it."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum \
-        and (maximum is None or value <= maximum)
-    rule = f"must be an int >= {minimum}" if maximum is None else f"must be an int in [{minimum}, {maximum}]"
-    check_param(owner, name, value, ok, rule)
-    return int(value)
+    """An int (not a bool) in ``[minimum, maximum]`` (:func:`kvgym.params.need_int`)."""
+    return need_int(owner, name, value, minimum, maximum)
 
 
 def num_param(owner: str, name: str, value, minimum: float | None = None, maximum: float | None = None,
               open_min: bool = False) -> float:
-    """Check that ``value`` is a finite real number in range; return it as a float."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(value)
-    if ok and minimum is not None:
-        ok = value > minimum if open_min else value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    lo = "" if minimum is None else f"{'>' if open_min else '>='} {minimum}"
-    hi = "" if maximum is None else f"<= {maximum}"
-    rule = "must be a finite number" + (f" {lo}" if lo else "") + (f"{' and' if lo else ''} {hi}" if hi else "")
-    check_param(owner, name, value, ok, rule)
-    return float(value)
+    """A finite real number in range (:func:`kvgym.params.need_num`)."""
+    return need_num(owner, name, value, minimum, maximum, lo_open=open_min)
 
 
 def weight_param(owner: str, name: str, value, recency: bool = False) -> float:
@@ -52,7 +36,7 @@ def weight_param(owner: str, name: str, value, recency: bool = False) -> float:
     """
     w = num_param(owner, name, value, -1e6, 1e6)
     if recency:
-        check_param(owner, name, value, w == 0 or abs(w) >= 1e-6, "must be 0 or have |w| >= 1e-6")
+        check(owner, name, value, w == 0 or abs(w) >= 1e-6, "0, or a number with |w| >= 1e-6")
     return w
 
 
@@ -74,17 +58,15 @@ def cache_setup(pages, capacity_bytes: int, *, name: str = "cache"):
     nothing (``serial`` cost model, zero latencies): only counts matter. Page bytes are the
     page table's ``bytes`` if given, else its ``fp16_bytes``.
     """
-    from kvgym.sim.quant import quantization
     from kvgym.sim.scenario import Scenario, Setup
     from kvgym.sim.tiers import ComputeModel, Tier
+    from kvgym.traces.quant import quantization
 
     size = np.asarray(pages.bytes if pages.bytes is not None else pages.fp16_bytes, np.int64)
     scen = Scenario(name=name, profile="seed-toy", cost_model="serial", description="one cache tier over a store")
-    check_param("cache_setup", "capacity_bytes", capacity_bytes,
-                isinstance(capacity_bytes, (int, np.integer)) and not isinstance(capacity_bytes, bool)
-                and capacity_bytes > 0, "must be a positive int (bytes)")
+    need_int("cache_setup", "capacity_bytes", capacity_bytes, 1)
     tiers = (Tier(name, int(capacity_bytes), 0.0, 0.0, 1.0), Tier("store", None, 0.0, 0.0, 1.0))
     if len(size) and int(size.max()) > capacity_bytes:
-        check_param("cache_setup", "capacity_bytes", capacity_bytes, False,
-                    f"must hold the largest page ({int(size.max())} bytes)")
+        check("cache_setup", "capacity_bytes", capacity_bytes, False,
+              f"at least the largest page ({int(size.max())} bytes)")
     return Setup(scen, tiers, ComputeModel(), quantization("fp16"), size, np.zeros(len(size)), pages)

@@ -60,7 +60,7 @@ class S3FIFO(Policy):
     def __init__(self, small_size_ratio: float = 0.1, ghost_size_ratio: float = 0.9, move_to_main_threshold: int = 2):
         own = "s3fifo"
         self.small_size_ratio = num_param(own, "small_size_ratio", small_size_ratio, 0.0, open_min=True)
-        check_param(own, "small_size_ratio", small_size_ratio, small_size_ratio < 1, "must be < 1")
+        check_param(own, "small_size_ratio", small_size_ratio, small_size_ratio < 1, "a number in (0, 1)")
         self.ghost_size_ratio = num_param(own, "ghost_size_ratio", ghost_size_ratio, 0.0)
         self.move_to_main_threshold = int_param(own, "move_to_main_threshold", move_to_main_threshold, 1)
 

@@ -29,11 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kvgym.bench.artifacts_io import write_json_atomic
+from kvgym.files import write_json
 from kvgym.sim import run
-from kvgym.sim.geometry import geometry
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
+from kvgym.traces.geometry import geometry
 
 
 def decode_trace(n_access: int, n_pages: int, seed: int = 0, layers: int = 32, per_layer: int = 32) -> Trace:
@@ -112,7 +112,7 @@ def main() -> int:
     print(f"OrderedDict single-tier LRU, same stream:   {res['ordereddict_lru_accesses_per_s']:,} accesses/s")
     print(f"ratio engine / OrderedDict: {res['ratio_engine_over_ordereddict']}x; peak RSS {peak_mb:.0f} MB; "
           f"target met: {res['meets_target']}")
-    write_json_atomic(a.out, res)
+    write_json(a.out, res)
     return 0
 
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import kvgym  # noqa: F401  (registers the env ids)
-from kvgym.bench.artifacts_io import write_json_atomic
+from kvgym.files import write_json
 from kvgym.workloads import make_trace
 
 TARGET = 50_000
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             print(f"{r['policy']:<18} {r['decisions']:>9} {r['outside_rate']:>8.3f} {r['belady_shown_rate']:>12.3f} "
                   f"{r['hit_rate']:>9.4f} {r['hit_rate_full']:>9.4f}")
     out = Path(args.out)
-    write_json_atomic(out, result)
+    write_json(out, result)
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 

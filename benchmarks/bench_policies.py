@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kvgym.bench.artifacts_io import write_json_atomic  # noqa: E402
-from kvgym.sim.context import Future  # noqa: E402
-from kvgym.sim.engine import Engine  # noqa: E402
-from kvgym.sim.policy import make_policy, make_prefetcher, policy_names, prefetcher_names  # noqa: E402
-from kvgym.sim.scenario import Scenario  # noqa: E402
-from kvgym.traces.format import PageTable, Trace  # noqa: E402
+from kvgym.files import write_json
+from kvgym.sim.context import Future
+from kvgym.sim.engine import Engine
+from kvgym.sim.policy import make_policy, make_prefetcher, policy_names, prefetcher_names
+from kvgym.sim.scenario import Scenario
+from kvgym.traces.format import PageTable, Trace
 
 LAYERS, WINDOW, HEAVY, FAR = 8, 8, 4, 4
 
@@ -123,7 +123,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "numpy": np.__version__,
                     "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
     }
-    out = write_json_atomic(a.out, res)
+    out = write_json(a.out, res)
     print(f"wrote {out.relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out.name}")
     return 0
 

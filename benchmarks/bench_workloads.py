@@ -63,8 +63,8 @@ def phase_target(args, tmp: Path) -> dict:
 def phase_reference(args, tmp: Path) -> dict:
     import numpy as np
 
-    from kvgym.sim.geometry import geometry
     from kvgym.traces.format import PageTable, Trace
+    from kvgym.traces.geometry import geometry
     from kvgym.traces.parquet import write_trace
 
     g = geometry("llama-3.1-8b")
@@ -92,16 +92,6 @@ def _child(phase: str, args) -> dict:
     if res.returncode:
         sys.exit(f"{phase} phase failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def _atomic_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
 
 
 def main() -> int:
@@ -151,7 +141,9 @@ def main() -> int:
             "env": {"python": platform.python_version(), "numpy": numpy.__version__, "numba": numba.__version__,
                     "pyarrow": pyarrow.__version__, "cpus": os.cpu_count(), "machine": platform.machine()},
         }
-        _atomic_json(result, ROOT / out if not Path(out).is_absolute() else Path(out))
+        from kvgym.files import write_json
+
+        write_json(ROOT / out if not Path(out).is_absolute() else Path(out), result, indent=1)
         print(f"wrote {out}")
     return 0 if ok else 1
 

@@ -26,3 +26,7 @@ class SimulationError(KvgymError, RuntimeError):
 def unknown_name(kind: str, name: str, valid) -> ConfigError:
     """The error for an unknown registry name, listing the valid ones."""
     return ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
+
+
+class OutputError(KvgymError):
+    """An output file cannot be written (a folder, an unwritable location, a full disk)."""

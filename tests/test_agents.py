@@ -50,7 +50,7 @@ def test_history_rows_exact_and_blind_to_the_future():
 
 def test_oracle_agent_through_env_equals_belady():
     trace = make_trace("rag_burst", 1000)
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     m = evaluate(OracleAgent(trace), SCEN, trace, k=32)
     assert m.misses == policy_misses(SCEN, trace, "belady") == 153
@@ -129,7 +129,7 @@ def test_imitation_model_is_loaded_weights_only(tmp_path):
         pickle.dump({"w": _Evil()}, f)
     write_manifest(tmp_path, {"kind": "imitation", "model": "model.pt", "scorer": {"n_features": 14,
                               "n_context": 13, "hidden": 8}, "features": [], "history_features": []})
-    with pytest.raises(ConfigError, match="not a scorer state_dict"):
+    with pytest.raises(ConfigError, match="not a scorer state dict"):
         load_agent(tmp_path)
 
 
@@ -178,7 +178,7 @@ def test_train_imitation_command_save_load_eval_and_split(tmp_path, monkeypatch,
     assert (out / "model.pt").stat().st_size < 1_000_000
     # Load it and run it through the harness's evaluate (masked actions, history features).
     agent = load_agent(out / "model.pt")
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     trace = make_trace("long_tail_mix", 1100)
     mt = evaluate(agent, SCEN, trace, k=32)
@@ -192,7 +192,7 @@ def test_train_imitation_command_save_load_eval_and_split(tmp_path, monkeypatch,
 def test_imitation_learns_periodic_reuse(tmp_path):
     """A cycle of 9 pages through 8 slots: LRU never hits; Belady-imitation must learn to keep pages."""
     from kvgym.agents.imitation import ImitationArgs, train
-    from kvgym.bench.evaluate import evaluate
+    from kvgym.envs.evaluate import evaluate
 
     args = ImitationArgs(train_workloads=("periodic_reuse",), holdout_workloads=(), train_seeds=1,
                          validation_seeds=1, test_seeds=1, dagger_iters=1, epochs=4, progress=False, seed=0)
@@ -214,7 +214,7 @@ def test_train_ppo_command_save_load_and_kvgym_eval(tmp_path, capsys):
     rc = main(["train", "ppo", *_sets(sets), "--out", str(out)])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["agent.json", "config.json", "heldout.json", "metrics.json",
-                                                     "model.zip"]
+                                                     "policy.pt"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["timesteps"] >= 128 and all(r.split(":")[0] in ("train", "validation") for r in m["traces_read"])
     h = json.loads((out / "heldout.json").read_text())
@@ -266,9 +266,14 @@ def test_zoo_names_and_no_torch_on_import(tmp_path, monkeypatch):
     import subprocess
     import sys
 
+    # zoo:NAME is a folder of the project's zoo, never of the current folder.
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="no such file"):
-        load_agent("zoo:imitation-s0")
+    planted = tmp_path / "artifacts" / "agents" / "planted"
+    planted.mkdir(parents=True)
+    (planted / "agent.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no agent 'planted' in the zoo .*; valid: imitation-s0"):
+        load_agent("zoo:planted")
+    assert load_agent("zoo:imitation-s0").kind == "imitation"
     with pytest.raises(ConfigError, match="zoo:NAME"):
         load_agent("zoo:../x")
     code = ("import argparse, sys, kvgym.agents, kvgym.commands.train as t; "

@@ -23,7 +23,7 @@ def test_help(cmd, capsys):
 def test_scenarios_lists_every_scenario(capsys):
     assert main(["scenarios"]) == 0
     out = capsys.readouterr().out
-    assert "small_fp16_prefetch" in out and "h200_25pct_int4_prefetch" in out and "23 scenarios" in out
+    assert "small_fp16_prefetch" in out and "h200_25pct_int4_prefetch" in out and "24 scenarios" in out
     assert main(["scenarios", "--group", "parity", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows][:2] == ["small_fp16_prefetch", "small_fp16_no_prefetch"]

@@ -9,7 +9,8 @@ import pytest
 from kvgym.bench.cells import expand
 from kvgym.bench.config import SweepConfig, load_config
 from kvgym.bench.scenarios import resolve_scenarios, scenario_names
-from kvgym.bench.specs import PolicySpec, SourceSpec, split_top
+from kvgym.bench.specs import PolicySpec, SourceSpec
+from kvgym.callspec import split_top
 from kvgym.errors import ConfigError
 
 
@@ -37,7 +38,7 @@ def test_json_file_and_config_hash_ignores_execution_keys(tmp_path):
 @pytest.mark.parametrize("sets, match", [
     (["colour=red"], r"unknown key 'colour'; valid: name, scenarios, workloads"),
     (["seeds=a,b"], r"seeds must be a non-empty list of ints"),
-    (["backend=mpi"], r"backend='mpi'; valid: serial, process, ray"),
+    (["backend=mpi"], r"backend='mpi' is invalid; valid: one of serial, process, ray"),
     (["workers=two"], r"--set workers=two: expected an integer"),
     (["plots=maybe"], r"expected true or false"),
     (["seeds"], r"expected key=value"),
@@ -81,7 +82,7 @@ def test_spec_strings():
     ({"workloads": ("no_such_workload",)}, r"unknown workload 'no_such_workload'; valid: .*rag_burst"),
     ({"workloads": ("rag_burst(colour=1)",)}, r"workload 'rag_burst': unknown parameters \['colour'\]; valid: "),
     ({"workload_params": {"nope": {"a": 1}}}, r"workload_params: unknown workload 'nope'"),
-    ({"scenarios": ("nope",)}, r"unknown scenario 'nope'; valid: small_fp16_prefetch, "),
+    ({"scenarios": ("nope",)}, r"unknown scenario 'nope'; valid: default, small_fp16_prefetch, "),
     ({"scenarios": ("zz_*",)}, r"scenario pattern 'zz_\*' matches nothing"),
     ({"traces": ("missing.parquet",)}, r"trace file 'missing.parquet' not found"),
 ])

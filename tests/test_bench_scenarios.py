@@ -40,7 +40,7 @@ def test_realistic_grid():
 
 @pytest.mark.shared
 def test_originals_equal_the_parity_cells(shared_dir):
-    from kvgym.traces.parity import load_cell
+    from kvgym.bench.parity import load_cell
 
     for name in ORIGINALS:
         cell = load_cell(shared_dir / "parity" / "traces" / f"{name}__rag_burst.json")

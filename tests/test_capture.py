@@ -9,7 +9,6 @@ import pytest
 
 from kvgym.cli import main
 from kvgym.errors import ConfigError, TraceError
-from kvgym.sim.geometry import geometry
 from kvgym.traces.capture import (
     AttentionRecord,
     page_mass,
@@ -19,6 +18,7 @@ from kvgym.traces.capture import (
     record_to_trace,
     select_pages,
 )
+from kvgym.traces.geometry import geometry
 from kvgym.traces.llama2c import (
     BOS,
     Llama2cConfig,

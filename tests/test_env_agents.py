@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kvgym  # noqa: F401
-from kvgym.bench.evaluate import eligible_bound, evaluate
+from kvgym.envs.evaluate import eligible_bound, evaluate
 from kvgym.envs.agents import PolicyAgent, RandomAgent
 from kvgym.envs.diagnostics import candidate_report
 from kvgym.errors import ConfigError

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from kvgym.cli import main
 from kvgym.errors import ConfigError, TraceError
-from kvgym.sim.geometry import geometry
+from kvgym.traces.geometry import geometry
 from kvgym.traces.mooncake import first_appearance_ids, import_mooncake, read_requests
 from kvgym.traces.parquet import read_trace
 

@@ -8,12 +8,11 @@ import math
 import shutil
 
 import pytest
+from conftest import SHARED
 
+from kvgym.bench.parity import load_cell
 from kvgym.cli import main
 from kvgym.commands.parity import compare, default_dir, run_all, run_record, runner
-from kvgym.traces.parity import load_cell
-
-from conftest import SHARED
 
 
 def test_all_210_records_match(shared_dir):
@@ -69,7 +68,7 @@ def test_cli_one_policy(shared_dir, capsys):
     rc = main(["parity", str(shared_dir / "parity"), "--policy", "lru"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
-    assert out[-1] == "parity: 35/35 cells match"
+    assert out[-1] == "parity: 35/35 records match"
     assert out[0].split()[:4] == ["scenario", "workload", "policy", "match"]
     assert len(out) == 1 + 35 + 1
 
@@ -90,7 +89,7 @@ def test_cli_reports_a_mismatch_and_exits_nonzero(shared_dir, tmp_path, capsys):
     rc = main(["parity", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     assert rc == 1
-    assert out[-1] == "parity: 1/2 cells match"
+    assert out[-1] == "parity: 1/2 records match"
     assert "heavy_hitter" in out[2] and "NO" in out[2] and out[2].endswith("miss_count")
 
 

@@ -18,11 +18,11 @@ import json
 import numpy as np
 import pytest
 
+from kvgym.bench.parity import parity_metrics
 from kvgym.commands.parity import compare, runner
 from kvgym.sim.engine import Engine
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
-from kvgym.traces.parity import parity_metrics
 
 
 def build(cell: dict) -> tuple[Trace, Scenario]:

@@ -10,12 +10,13 @@ import pytest
 from kvgym.cli import main
 from kvgym.errors import ConfigError
 from kvgym.oracle.belady import belady
-from kvgym.oracle.inputs import DEFAULT_SCENARIO, resolve_scenario, resolve_trace
+from kvgym.oracle.inputs import resolve_trace
 from kvgym.oracle.nextuse import future
 from kvgym.oracle.observe import observe
 from kvgym.oracle.plots import plot_gap_closed
 from kvgym.oracle.regret import analyze, gap_closed, summarize
 from kvgym.oracle.report import render, write_report
+from kvgym.sim.catalog import default_scenario, resolve_scenario
 from kvgym.sim.engine import Engine
 from kvgym.sim.policy import make_policy, make_prefetcher, policy_names
 from kvgym.sim.scenario import Scenario
@@ -125,13 +126,13 @@ def test_report_files_are_deterministic(tmp_path):
 
 
 def test_scenario_and_trace_lookup(tmp_path):
-    assert resolve_scenario(None) is DEFAULT_SCENARIO
-    assert resolve_scenario("h200-overlap-10pct") is DEFAULT_SCENARIO
+    assert resolve_scenario(None) is default_scenario() is resolve_scenario("default")
+    assert default_scenario().capacities == ("auto:0.5", None, None, None)
     f = tmp_path / "s.json"
     f.write_text(json.dumps({"scenario": _scenario().to_dict()}))
     assert resolve_scenario(str(f)) == _scenario()
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(ConfigError, match="not JSON"):
+    with pytest.raises(ConfigError, match="not valid JSON"):
         resolve_scenario(str(tmp_path / "bad.json"))
     with pytest.raises(ConfigError, match="unknown scenario"):
         resolve_scenario("no_such_scenario")

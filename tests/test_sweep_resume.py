@@ -34,7 +34,11 @@ def _artifacts(out: Path) -> dict:
 
 
 def _partial_files(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    from kvgym.bench.sweep import (
+        LOCK_NAME,  # the directory's lock file stays (an flock, not a partial file)
+    )
+
+    return [p for p in out.rglob("*") if (p.name.startswith(".") and p.name != LOCK_NAME) or p.suffix == ".tmp"]
 
 
 def test_injected_failure_then_resume(reference, tmp_path):

@@ -9,12 +9,12 @@ import pytest
 
 from kvgym.errors import ConfigError, SimulationError, TraceError
 from kvgym.sim import run
-from kvgym.sim.geometry import geometry
-from kvgym.sim.quant import quantization
 from kvgym.sim.scenario import Scenario
 from kvgym.sim.tiers import profile
 from kvgym.traces.format import PageTable, Trace, validate
+from kvgym.traces.geometry import geometry
 from kvgym.traces.parquet import iter_chunks, pages_path, read_trace, write_trace
+from kvgym.traces.quant import quantization
 
 
 def small_trace(n=50, n_pages=10, seed=0) -> Trace:
@@ -65,11 +65,12 @@ def test_geometry_and_quantization_numbers():
     (lambda: geometry("gpt-9"), "unknown model geometry 'gpt-9'; valid: .*llama-3.1-8b"),
     (lambda: profile("nope"), "unknown tier profile 'nope'; valid: h100-datasheet, h200-measured"),
     (lambda: quantization("fp4"), "unknown quantization 'fp4'; valid: fp16, fp8"),
-    (lambda: Scenario(capacities=(0, None, None, None)), r"capacities\[0\]: capacity must be a positive int"),
+    (lambda: Scenario(capacities=(0, None, None, None)), r"capacities\[0\]=0 is invalid; valid: an int of bytes in \[1, 2\*\*63\)"),
     (lambda: Scenario(capacities=(-5, None, None, None)), r"capacities\[0\]"),
-    (lambda: Scenario(capacities=("-3%", None, None, None)), "must be > 0%"),
-    (lambda: Scenario(cost_model="magic"), "cost_model='magic'; valid: serial, overlap"),
-    (lambda: Scenario(capacities=(1, 2)), "capacities has 2 entries, profile 'h200-measured' has 4 tiers"),
+    (lambda: Scenario(capacities=("-3%", None, None, None)), "valid: 'N%' with 0 < N <= 100"),
+    (lambda: Scenario(cost_model="magic"), "cost_model='magic' is invalid; valid: one of serial, overlap"),
+    (lambda: Scenario(capacities=(1, 2)),
+     r"capacities=\(1, 2\) is invalid; valid: a list of 4 entries, one per tier of profile 'h200-measured'"),
     (lambda: Scenario.from_dict({"nmae": "x"}), r"unknown keys \['nmae'\]"),
     (lambda: geometry("llama-3.1-8b", heads_per_page=3), "heads_per_page must divide kv_heads=8"),
 ])

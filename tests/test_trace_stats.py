@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from kvgym.cli import main
-from kvgym.traces.format import PageTable, Trace
-from kvgym.traces.parquet import write_trace
-from kvgym.traces.stats import (
+from kvgym.bench.tracestats import (
     attention_stats,
     plot_stats,
     reuse_distances,
     reuse_summary,
     trace_stats,
 )
+from kvgym.cli import main
+from kvgym.traces.format import PageTable, Trace
+from kvgym.traces.parquet import write_trace
 from kvgym.workloads import make_trace
 
 

@@ -43,7 +43,7 @@ def test_bad_name_and_parameter_are_one_line():
         check_portable("nope")
     with pytest.raises(ConfigError, match=r"^policy 'clock': unknown parameters \['bitz'\]"):
         check_portable("clock", {"bitz": 2})
-    with pytest.raises(ConfigError, match=r"^clock: parameter bits=0 invalid: must be an int >= 1$"):
+    with pytest.raises(ConfigError, match=r"^clock: bits=0 is out of range; valid: 1 <= bits <= 16$"):
         check_portable("clock", {"bits": 0})
 
 

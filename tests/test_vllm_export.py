@@ -99,7 +99,7 @@ def test_export_bad_input_one_line(modules, capsys):
     out = str(modules / "kvg_bad.py")
     for args, msg in [
         (["nope"], "unknown policy 'nope'; valid: arc, belady"),
-        (["clock", "bits=0"], "clock: parameter bits=0 invalid: must be an int >= 1"),
+        (["clock", "bits=0"], "clock: bits=0 is out of range; valid: 1 <= bits <= 16"),
         (["clock", "bitz=2"], "policy 'clock': unknown parameters ['bitz']"),
         (["belady"], "policy 'belady' is an oracle"),
         (["h2o"], "policy 'h2o' cannot run as a vLLM cache policy"),
@@ -124,9 +124,10 @@ def test_exported_module_without_the_class_is_one_line(modules):
 def test_pinned_chunks_are_never_victims(modules):
     """A store still in flight (ref_cnt -1) is not evictable: with B pending and A stored, the
     kvgym LRU would evict B (older) but must take A."""
+    from vllm.v1.kv_offload.base import ReqContext
+
     from kvgym.integrations.vllm_export import export_vllm
     from kvgym.integrations.vllm_replay import block_key, make_manager
-    from vllm.v1.kv_offload.base import ReqContext
 
     export_vllm("lru", {}, modules / "kvg_pin_lru.py")
     mgr = make_manager(2, "KvgymLru", cache_policy_module_path="kvg_pin_lru")

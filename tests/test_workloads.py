@@ -238,7 +238,7 @@ def test_adversarial_prefetch_alternates_halves():
 def test_pattern_checks_accept_the_original_traces(shared_dir):
     """The property checks above also hold on kv-hierarchy-lab's own exported traces, and the
     deterministic patterns are identical to the original's."""
-    from kvgym.traces.parity import load_cell
+    from kvgym.bench.parity import load_cell
 
     def trace_of(w):
         return load_cell(shared_dir / "parity" / "traces" / f"small_fp16_prefetch__{w}.json").trace

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_workloads import DECODE, SMALL
 
-from kvgym.sim.geometry import geometry
+from kvgym.traces.geometry import geometry
 from kvgym.workloads import access_seq, make_trace
 from kvgym.workloads._decode import Layout, topk_select
 

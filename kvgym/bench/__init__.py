@@ -7,5 +7,5 @@ Modules: :mod:`~kvgym.bench.scenarios` (named scenarios, ``kvgym/data/scenarios.
 into the simulator), :mod:`~kvgym.bench.backends`, :mod:`~kvgym.bench.sweep` (resume, manifest),
 :mod:`~kvgym.bench.results`, :mod:`~kvgym.bench.leaderboard`, :mod:`~kvgym.bench.plots`,
 :mod:`~kvgym.bench.ablation`, :mod:`~kvgym.bench.findings`, :mod:`~kvgym.bench.demo` (the
-default sweep), and :mod:`~kvgym.bench.evaluate` (agents through the env). See docs/harness.md.
+default sweep), and :mod:`~kvgym.envs.evaluate` (agents through the env). See docs/harness.md.
 """

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kvgym.bench.artifacts_io import write_json_atomic, write_text_atomic
 from kvgym.bench.config import SweepConfig
-from kvgym.bench.specs import PolicySpec, fmt_call, fmt_value, parse_value, split_top
+from kvgym.bench.specs import PolicySpec
+from kvgym.callspec import fmt_call, fmt_value, parse_value, split_top
 from kvgym.errors import ConfigError
+from kvgym.files import write_json, write_text
 
 METRICS = {"latency_ms": "average access latency (ms)", "hit_rate": "tier-0 hit rate", "misses": "misses",
            "bytes_moved": "bytes moved"}
@@ -227,8 +228,8 @@ def run_ablation(cfg: AblateConfig, command: str, log=None):
     agg = aggregate(cfg, res.records)
     agg["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
     out = Path(scfg.out)
-    write_json_atomic(out / "ablation.json", agg)
-    write_text_atomic(out / "ablation.md", markdown(agg, command))
+    write_json(out / "ablation.json", agg)
+    write_text(out / "ablation.md", markdown(agg, command))
     if cfg.plots:
         plots(agg, out)
     return res, agg

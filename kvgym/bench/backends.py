@@ -4,8 +4,17 @@ default) and ``ray`` (Ray tasks: a local Ray, or a cluster given by ``ray_addres
 
 Every backend runs the same :func:`run_batch` on the same batches and yields ``(cell_id,
 record, wall_s)`` as batches finish; the driver alone writes result files, so a worker on
-another machine needs no shared file system (trace *files* must be readable at the same path
-on every node; generated workloads are regenerated from their seed on the worker).
+another machine needs no shared file system.
+
+- **process**: workers die with the sweep. Each worker asks the kernel to kill it when its parent
+  dies (``PR_SET_PDEATHSIG`` on Linux) and watches its parent pid, so a sweep killed with SIGKILL
+  leaves no worker (and so no blocked resource tracker) behind; an interrupted sweep terminates
+  them.
+- **ray**: each task (one batch) reserves ``ray_task_cpus`` CPUs and is rerun up to
+  ``ray_retries`` times if its worker dies. Trace *files* are shipped by content: the driver reads
+  each file once (trace and page table), puts the bytes in Ray's object store, and the worker
+  checks them against the cell's sha256 and reads them from a private temporary folder; no node
+  needs the driver's paths. Generated workloads are regenerated from their seed on the worker.
 
 Batches: cells are grouped by trace (source and seed) so a worker generates each trace once,
 and cut into batches of at most ``batch_size`` cells so the progress bar and resume stay
@@ -14,13 +23,22 @@ fine-grained.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from kvgym.bench.cells import Cell, run_cell_safe
-from kvgym.errors import ConfigError
+from kvgym.bench.cells import Cell, load_trace, run_cell_safe
+from kvgym.errors import ConfigError, KvgymError
+
+#: Testing aid: when set to a path, the first worker to claim it (an exclusive create) kills
+#: itself with SIGKILL at the start of a batch, as a crashing worker would.
+KILL_ONCE_ENV = "KVGYM_TEST_KILL_WORKER_ONCE"
 
 
 def batches(cells: list[Cell], batch_size: int = 8) -> list[list[Cell]]:
@@ -36,8 +54,19 @@ def batches(cells: list[Cell], batch_size: int = 8) -> list[list[Cell]]:
     return out
 
 
+def _maybe_crash() -> None:
+    marker = os.environ.get(KILL_ONCE_ENV)
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def run_batch(batch: list[Cell]) -> list[tuple[str, dict, float]]:
     """Run a batch of cells; return ``(cell_id, record, wall seconds)`` for each."""
+    _maybe_crash()
     out = []
     for c in batch:
         t = time.perf_counter()
@@ -51,6 +80,27 @@ def run_serial(bs: list[list[Cell]], **_) -> Iterator[tuple[str, dict, float]]:
         yield from run_batch(b)
 
 
+# -- process ----------------------------------------------------------------------------------
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the sweep's process ends, however it ends."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills us when our parent dies
+    except (OSError, AttributeError):  # not Linux: the watch below still ends us
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="kvgym-parent-watch").start()
+
+
 def run_process(bs: list[list[Cell]], workers: int = 0, **_) -> Iterator[tuple[str, dict, float]]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -61,7 +111,8 @@ def run_process(bs: list[list[Cell]], workers: int = 0, **_) -> Iterator[tuple[s
         return
     # spawn: workers start from a clean interpreter (no inherited threads or locks), the same
     # on Linux and macOS.
-    ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),))
     finished = False
     try:
         pending = {ex.submit(run_batch, b) for b in bs}
@@ -82,7 +133,41 @@ def run_process(bs: list[list[Cell]], workers: int = 0, **_) -> Iterator[tuple[s
                 proc.terminate()
 
 
-def run_ray(bs: list[list[Cell]], ray_address: str | None = None, **_) -> Iterator[tuple[str, dict, float]]:
+# -- ray --------------------------------------------------------------------------------------
+def file_payload(path: str) -> dict:
+    """A trace file's bytes (and its page table's, for Parquet), to ship to a worker."""
+    from kvgym.traces.parquet import pages_path
+
+    p = Path(path)
+    files = {p.name: p.read_bytes()}
+    if p.suffix == ".parquet":
+        pp = pages_path(p)
+        if pp.is_file():
+            files[pp.name] = pp.read_bytes()
+    return {"name": p.name, "files": files}
+
+
+def run_shipped(batch: list[Cell], payload: dict | None) -> list[tuple[str, dict, float]]:
+    """:func:`run_batch` on a worker that may not see the driver's files: a trace file's cells read
+    it from ``payload`` (checked against the cell's sha256) in a private temporary folder."""
+    if payload is None:
+        return run_batch(batch)
+    src = batch[0].source
+    h = hashlib.sha256()
+    for data in payload["files"].values():  # the order file_digest hashes them in: trace, then pages
+        h.update(data)
+    if h.hexdigest() != src.digest:
+        err = f"{src.name}: the shipped bytes do not match the sweep's sha256 {src.digest[:12]}..."
+        return [(c.cell_id, {"cell_id": c.cell_id, **c.key, "status": "error", "error": err}, 0.0) for c in batch]
+    with tempfile.TemporaryDirectory(prefix="kvgym-ray-") as tmp:
+        for name, data in payload["files"].items():
+            (Path(tmp) / name).write_bytes(data)
+        load_trace(src, batch[0].seed, path=str(Path(tmp) / payload["name"]))  # now cached for the batch
+        return run_batch(batch)
+
+
+def run_ray(bs: list[list[Cell]], ray_address: str | None = None, ray_task_cpus: float = 1.0,
+            ray_retries: int = 3, **_) -> Iterator[tuple[str, dict, float]]:
     try:
         import ray
     except ImportError:
@@ -92,11 +177,26 @@ def run_ray(bs: list[list[Cell]], ray_address: str | None = None, **_) -> Iterat
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        task = ray.remote(run_batch)
-        refs = [task.remote(b) for b in bs]
+        task = ray.remote(num_cpus=ray_task_cpus, max_retries=ray_retries)(run_shipped)
+        shipped: dict[str, object] = {}
+        refs = []
+        for b in bs:
+            src = b[0].source
+            payload = None
+            if src.kind == "file":
+                if src.name not in shipped:
+                    shipped[src.name] = ray.put(file_payload(src.name))
+                payload = shipped[src.name]
+            refs.append(task.remote(b, payload))
         while refs:
             ready, refs = ray.wait(refs, num_returns=1)
-            yield from ray.get(ready[0])
+            try:
+                out = ray.get(ready[0])
+            except ray.exceptions.RayError as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise KvgymError(f"sweep: a Ray task failed after {ray_retries} retries ({type(e).__name__}: "
+                                 f"{first})") from None
+            yield from out
     finally:
         if started:
             ray.shutdown()

@@ -9,7 +9,7 @@ scenario, parameter or file makes a new cell.
 :func:`run_cell` is the one place where the harness calls the simulator (``kvgym.sim.run``,
 the dispatcher that takes the compiled fast path when a run qualifies, falling back to the
 reference engine's ``simulate``), and the one place where agents are evaluated
-(``kvgym.bench.evaluate.evaluate``).
+(``kvgym.envs.evaluate.evaluate``).
 
 A cell whose trace does not fit its scenario (a page bigger than a tier, or one step's pinned
 pages overflowing tier 0) is recorded with ``status="infeasible"`` and the reason, not as a
@@ -147,7 +147,7 @@ def sources_of(cfg: SweepConfig) -> list[SourceSpec]:
 
 def runners_of(cfg: SweepConfig) -> list[tuple[PolicySpec | AgentSpec, bool]]:
     """Resolved policies (and agents), each with a flag: is it the oracle reference?"""
-    from kvgym.sim.policy import _POLICIES, policy_names
+    from kvgym.sim.policy import policy_class, policy_names
 
     specs = []
     for p in cfg.policies:
@@ -164,11 +164,11 @@ def runners_of(cfg: SweepConfig) -> list[tuple[PolicySpec | AgentSpec, bool]]:
         pols.append(PolicySpec(cfg.oracle).resolve(cfg.prefetcher))
     out: list[tuple] = []
     for p in pols:
-        privileged = bool(getattr(_POLICIES[p.name], "privileged", False))
+        privileged = bool(getattr(policy_class(p.name), "privileged", False))
         out.append((p, privileged))
     from kvgym.bench.specs import agent_digest
 
-    out += [(AgentSpec(str(a), agent_digest(str(a))), False) for a in cfg.agents]
+    out += [(AgentSpec(str(a), agent_digest(str(a)), cfg.trust_pickle), False) for a in cfg.agents]
     return out
 
 
@@ -191,8 +191,9 @@ def expand(cfg: SweepConfig) -> list[Cell]:
 _TRACES: OrderedDict = OrderedDict()
 
 
-def load_trace(src: SourceSpec, seed: int):
-    """The cell's trace; the last few are cached per process (cells sharing a trace run together)."""
+def load_trace(src: SourceSpec, seed: int, path: str | None = None):
+    """The cell's trace; the last few are cached per process (cells sharing a trace run together).
+    ``path``: where a file source's bytes are on this machine, when not at ``src.name``."""
     key = (json.dumps(src.to_dict(), sort_keys=True), seed if src.seeded else None)
     if key in _TRACES:
         _TRACES.move_to_end(key)
@@ -201,11 +202,11 @@ def load_trace(src: SourceSpec, seed: int):
         from kvgym.workloads import make_trace
         trace = make_trace(src.name, seed, **src.params)
     elif src.name.endswith(".json"):
-        from kvgym.traces.parity import load_cell
-        trace = load_cell(src.name).trace
+        from kvgym.bench.parity import load_cell
+        trace = load_cell(path or src.name).trace
     else:
         from kvgym.traces.parquet import read_trace
-        trace = read_trace(src.name)
+        trace = read_trace(path or src.name)
     _TRACES[key] = trace
     while len(_TRACES) > 3:
         _TRACES.popitem(last=False)
@@ -214,34 +215,24 @@ def load_trace(src: SourceSpec, seed: int):
 
 def simulate(trace, scenario: Scenario, policy: str, prefetcher: str | None, **params):
     """The harness's single call into the simulator."""
-    try:
-        from kvgym.sim import run as sim_run  # the dispatcher (fast path when a run qualifies)
-    except ImportError:  # pragma: no cover - older trees without the dispatcher
-        from kvgym.sim.engine import simulate as sim_run
-    return sim_run(trace, scenario, policy, prefetcher, **params)
+    from kvgym.sim import run
+
+    return run(trace, scenario, policy, prefetcher, **params)
 
 
 def _run_agent(spec: AgentSpec, scenario: Scenario, trace, seed: int):
-    try:
-        from kvgym.bench.evaluate import evaluate
-    except ImportError:
-        raise ConfigError(f"agent {spec.spec!r}: the env harness (kvgym.bench.evaluate) is not available") from None
+    from kvgym.envs.evaluate import evaluate
+
     if spec.spec.startswith("policy:"):
-        from kvgym.bench.specs import parse_call
-        try:
-            from kvgym.envs import PolicyAgent
-        except ImportError:
-            raise ConfigError(f"agent {spec.spec!r}: kvgym.envs.PolicyAgent is not available") from None
+        from kvgym.callspec import parse_call
+        from kvgym.envs import PolicyAgent
+
         name, params = parse_call(spec.spec[len("policy:"):], "agent policy")
         # k="all": the agent sees every tier-0 resident, so it makes exactly the policy's choices.
         return evaluate(PolicyAgent(name, **params), scenario, trace, seed=seed, k="all", sample=0)
-    else:
-        try:
-            from kvgym.agents import load_agent
-        except ImportError:
-            raise ConfigError(f"agent {spec.spec!r}: loading saved agents needs kvgym.agents (pip install -e '.[agents]')") from None
-        agent = load_agent(spec.spec)
-    return evaluate(agent, scenario, trace, seed=seed)
+    from kvgym.agents import load_agent
+
+    return evaluate(load_agent(spec.spec, trust_pickle=spec.trust_pickle), scenario, trace, seed=seed)
 
 
 def metrics_row(m) -> dict:
@@ -271,7 +262,7 @@ def run_cell(cell: Cell) -> dict:
     try:
         # The scenario was validated when it was made, so a ConfigError here is about this trace
         # (a page bigger than a tier): the cell is infeasible, like a step that overflows tier 0.
-        setup = cell.scenario.build(trace.pages)
+        setup = cell.scenario.build(trace.pages, [(trace.step, trace.page)])
         setup.check_steps(trace.step, trace.page, f"{cell.source.label} seed {cell.seed}")
     except (SimulationError, ConfigError) as e:
         rec.update(status="infeasible", error=str(e).splitlines()[0])

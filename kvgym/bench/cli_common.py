@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from kvgym.bench.specs import split_top
+from kvgym.callspec import split_top
 
 
 def add_config_args(p: argparse.ArgumentParser, keys_help: str = "") -> None:

@@ -32,11 +32,13 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from kvgym.bench.specs import parse_value, split_top
+from kvgym.callspec import parse_value, split_top
 from kvgym.errors import ConfigError
+from kvgym.params import need_bool, need_choice, need_int, need_num, need_str
 
 BACKENDS = ("serial", "process", "ray")
-EXECUTION_KEYS = ("backend", "workers", "out", "plots", "progress", "ray_address", "fail_after")
+EXECUTION_KEYS = ("backend", "workers", "out", "plots", "progress", "ray_address", "ray_task_cpus", "ray_retries",
+                  "fail_after", "trust_pickle")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,11 @@ class SweepConfig:
         plots: write the plots.
         progress: show the progress bar.
         ray_address: Ray cluster address (``None``: ``RAY_ADDRESS`` or a local Ray).
+        ray_task_cpus: CPUs Ray reserves for each task (one batch of cells), > 0.
+        ray_retries: times Ray reruns a task whose worker died (a crash, a lost node), >= 0.
         fail_after: testing aid: raise after this many cells have been written (0 = never).
+        trust_pickle: allow agents saved as SB3 ``.zip`` files (pickles, which can run code when
+            loaded), each only if its sha256 matches the one recorded in its ``agent.json``.
     """
 
     name: str = "sweep"
@@ -83,7 +89,10 @@ class SweepConfig:
     plots: bool = True
     progress: bool = True
     ray_address: str | None = None
+    ray_task_cpus: float = 1.0
+    ray_retries: int = 3
     fail_after: int = 0
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         for f in ("scenarios", "workloads", "traces", "policies", "agents", "seeds"):
@@ -92,10 +101,8 @@ class SweepConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"sweep: backend={self.backend!r}; valid: {', '.join(BACKENDS)}")
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ConfigError(f"sweep: workers must be an int >= 0, got {self.workers!r}")
+        need_choice("sweep", "backend", self.backend, BACKENDS)
+        need_int("sweep", "workers", self.workers, 0, 4096)
         if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds):
             raise ConfigError(f"sweep: seeds must be a non-empty list of ints >= 0, got {list(self.seeds)!r}")
         if len(set(self.seeds)) != len(self.seeds):
@@ -108,8 +115,16 @@ class SweepConfig:
             raise ConfigError("sweep: give at least one policy or agent")
         if not isinstance(self.workload_params, dict) or not all(isinstance(v, dict) for v in self.workload_params.values()):
             raise ConfigError("sweep: workload_params must be a table of {workload: {param: value}}")
-        if not isinstance(self.fail_after, int) or self.fail_after < 0:
-            raise ConfigError(f"sweep: fail_after must be an int >= 0, got {self.fail_after!r}")
+        need_int("sweep", "fail_after", self.fail_after, 0)
+        need_num("sweep", "ray_task_cpus", self.ray_task_cpus, 0.0, 1024.0, lo_open=True)
+        need_int("sweep", "ray_retries", self.ray_retries, 0, 100)
+        for f in ("plots", "progress", "trust_pickle"):
+            need_bool("sweep", f, getattr(self, f))
+        for f in ("name", "prefetcher", "oracle"):
+            need_str("sweep", f, getattr(self, f))
+        need_str("sweep", "out", self.out, empty=False)
+        if self.ray_address is not None:
+            need_str("sweep", "ray_address", self.ray_address)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,7 +1,7 @@
 """The findings report: kv-hierarchy-lab v0.1's four published findings, re-run through kvgym.
 
 Part 1 (parity mode): the exact traces of the original's default sweep
-(``../shared/parity/traces/*.json``, read with :func:`kvgym.traces.parity.load_cell`) under the
+(``../shared/parity/traces/*.json``, read with :func:`kvgym.bench.parity.load_cell`) under the
 original scenarios (``serial`` costs, ``seed-toy`` tiers), every figure side by side with the
 published one, each finding marked **holds** / **does not hold** with the reason. Each kvgym
 record is also compared with ``expected_fixed.json`` (the original with kvgym's fixes F1/F2) and
@@ -21,10 +21,10 @@ import statistics as st
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvgym.bench.artifacts_io import write_text_atomic
 from kvgym.bench.cells import load_trace, simulate
 from kvgym.bench.scenarios import get_scenario
 from kvgym.bench.specs import PAIRED_PREFETCHER, SourceSpec
+from kvgym.files import write_text
 
 ORIGINAL_SIX = ("lru", "windowed_recency", "heavy_hitter", "cost_aware", "predictive", "regret_aware")
 
@@ -66,7 +66,7 @@ def _close(a, b) -> bool:
 
 
 def run_parity(parity_dir: Path, cells: list[tuple[str, str]]) -> ParityRun:
-    from kvgym.traces.parity import load_cell, parity_metrics
+    from kvgym.bench.parity import load_cell, parity_metrics
 
     fixed = {(r["scenario"], r["workload"], r["policy"]): r["metrics"]
              for r in json.loads((parity_dir / "expected_fixed.json").read_text())}
@@ -397,7 +397,7 @@ def _signed(x: float) -> str:
 # ---------------------------------------------------------------------------------------------
 def tier0_pages(parity_dir: Path) -> dict:
     """About how many pages tier 0 holds in each parity scenario (capacity / mean page size)."""
-    from kvgym.traces.parity import load_cell
+    from kvgym.bench.parity import load_cell
 
     out = {}
     for scen in ("small_fp16_prefetch", "constrained_fp16_prefetch", "small_fp16_no_prefetch", "small_int4_no_prefetch"):
@@ -436,5 +436,5 @@ def write_report(out: Path, shared: Path | None = None, seeds=(0, 1), realistic:
         rlines, result["realistic"] = realistic_section(seeds, log)
         lines += rlines
     lines += ["Reproduce: `kvgym findings` (parity part needs `../shared`; about a minute on two cores)."]
-    path = write_text_atomic(Path(out) / "README.md", "\n".join(lines) + "\n")
+    path = write_text(Path(out) / "README.md", "\n".join(lines) + "\n")
     return path, result

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from kvgym.bench.artifacts_io import write_text_atomic
+from kvgym.files import write_text
 
 
 def _gmean(xs):
@@ -210,5 +210,5 @@ def terminal(board: dict, top: int = 3) -> str:
 def write(out: Path, summary: dict, title: str = "Leaderboard") -> tuple[dict, str]:
     board = build(summary)
     text = markdown(board, title)
-    write_text_atomic(Path(out) / "leaderboard.md", text)
+    write_text(Path(out) / "leaderboard.md", text)
     return board, text

@@ -17,13 +17,11 @@ byte-identical across matplotlib versions.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from kvgym.bench.artifacts_io import publish
+from kvgym.files import atomic_write
 
 
 def _plt():
@@ -34,15 +32,9 @@ def _plt():
 
 
 def save_atomic(fig, path: Path, dpi: int = 110) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight",
+                                                   metadata={"Software": None}), "plot")
     finally:
         _plt().close(fig)
     return path

@@ -21,8 +21,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kvgym.bench.artifacts_io import publish, write_text_atomic
+from kvgym.files import atomic_write, write_text
 
 KEY_COLUMNS = ["scenario", "source", "policy", "kind", "seed"]
 HEAD_COLUMNS = KEY_COLUMNS + ["cell_id", "status", "error", "trace_accesses", "trace_pages"]
@@ -105,16 +103,8 @@ def csv_text(records: list[dict]) -> str:
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tbl = pa.Table.from_pandas(df, preserve_index=False)
-        pq.write_table(tbl, tmp, compression="zstd")
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tbl = pa.Table.from_pandas(df, preserve_index=False)
+    atomic_write(path, lambda tmp: pq.write_table(tbl, tmp, compression="zstd"), "results")
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -146,11 +136,11 @@ def summarise(records: list[dict]) -> list[dict]:
 
 def write_results(out: Path, records: list[dict]) -> dict:
     """Write results.csv, results.parquet and summary.json atomically; return the summary."""
-    write_text_atomic(out / "results.csv", csv_text(records))
+    write_text(out / "results.csv", csv_text(records))
     write_parquet_atomic(table(records), out / "results.parquet")
     summary = {"format": "kvgym-summary/1", "aggregate": "mean and sample std (ddof=1) over seeds",
                "groups": summarise(records)}
-    write_text_atomic(out / "summary.json", summary_text(summary))
+    write_text(out / "summary.json", summary_text(summary))
     return summary
 
 

@@ -22,76 +22,16 @@ as in kv-hierarchy-lab) gets it unless one is named; every other policy gets the
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kvgym.callspec import fmt_call, parse_call, split_top
 from kvgym.errors import ConfigError
 
 #: Policies that bring their own prefetcher (kv-hierarchy-lab's ``predictive`` prefetches with
 #: its transition table, which kvgym splits into the ``markov`` prefetcher). A policy class may
 #: also declare ``default_prefetcher = "name"``; that wins.
 PAIRED_PREFETCHER = {"predictive": "markov"}
-
-_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-/:]+?)\s*(?:\((.*)\))?\s*$", re.DOTALL)
-
-
-def parse_value(text: str):
-    """A parameter value: a JSON scalar if it parses as one, else the string itself."""
-    t = text.strip()
-    try:
-        v = json.loads(t)
-    except (json.JSONDecodeError, ValueError):
-        return t
-    return v if isinstance(v, (int, float, bool, str)) or v is None else t
-
-
-def split_top(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses: ``a(x=1,y=2),b`` -> ``['a(x=1,y=2)', 'b']``."""
-    out, depth, cur = [], 0, []
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == sep and depth == 0:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur))
-    return [s.strip() for s in out if s.strip()]
-
-
-def parse_call(text: str, what: str) -> tuple[str, dict]:
-    """``name(k=v,k=v)`` -> ``(name, {k: v})``."""
-    m = _SPEC.match(text)
-    if not m:
-        raise ConfigError(f"{what} {text!r}: expected NAME or NAME(key=value,...)")
-    name, args = m.group(1), m.group(2)
-    params = {}
-    for part in split_top(args or ""):
-        if "=" not in part:
-            raise ConfigError(f"{what} {text!r}: parameter {part!r} is not key=value")
-        k, v = part.split("=", 1)
-        params[k.strip()] = parse_value(v)
-    return name, params
-
-
-def fmt_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
-def fmt_call(name: str, params: dict) -> str:
-    if not params:
-        return name
-    return f"{name}(" + ",".join(f"{k}={fmt_value(params[k])}" for k in sorted(params)) + ")"
-
 
 def _params(d, what: str) -> dict:
     if d is None:
@@ -231,7 +171,7 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """An agent evaluated through the env (``kvgym.bench.evaluate.evaluate``).
+    """An agent evaluated through the env (``kvgym.envs.evaluate.evaluate``).
 
     ``policy:NAME(...)``: a baseline wrapped as a ``PolicyAgent``; anything else is the path of a
     saved agent loaded by ``kvgym.agents.load_agent``.
@@ -239,6 +179,9 @@ class AgentSpec:
 
     spec: str
     digest: str = ""  # sha256 over the saved agent's files, so a retrained agent makes new cells
+    #: Allow a legacy SB3 ``.zip`` (a pickle; see :func:`kvgym.agents.agent.load_agent`). Not part
+    #: of the cell: it changes whether the agent may load, not what it does.
+    trust_pickle: bool = False
 
     @property
     def label(self) -> str:
@@ -251,16 +194,21 @@ class AgentSpec:
 
 
 def agent_digest(spec: str) -> str:
-    """sha256 over the files of a saved agent (its folder, or the folder of its manifest/model
-    file; ``zoo:NAME`` is ``artifacts/agents/NAME``); ``""`` for ``policy:`` agents or a path that
-    does not exist here (the loader then reports it)."""
+    """sha256 over the files of a saved agent, found exactly as the loader finds it
+    (:func:`kvgym.agents.agent.agent_folder`: ``~`` expanded, links resolved, ``zoo:NAME`` in the
+    project's zoo); ``""`` for ``policy:`` agents or a path that does not resolve (the loader then
+    reports it, and the cell fails rather than reusing anything)."""
     import hashlib
+
+    from kvgym.errors import KvgymError
 
     if spec.startswith("policy:"):
         return ""
-    p = Path("artifacts/agents") / spec[len("zoo:"):] if spec.startswith("zoo:") else Path(spec)
-    folder = p if p.is_dir() else p.parent if p.is_file() else None
-    if folder is None:
+    from kvgym.agents.agent import agent_folder
+
+    try:
+        folder = agent_folder(spec)
+    except KvgymError:
         return ""
     h = hashlib.sha256()
     for f in sorted(x for x in folder.rglob("*") if x.is_file()):

@@ -14,13 +14,20 @@ Layout of the output directory ``out``::
 **Resume**: a rerun reads ``cells/`` and runs only the cells without a result file; since a
 cell's id is the hash of its full config, a finished cell is reused only if nothing that
 determines its result changed. Every file is written to a temporary name and renamed, so a
-killed sweep leaves finished cells and no partial file (stale temporaries are removed on the
-next run). Cells that fail with a kvgym error are not stored; the sweep writes what it has and
-then reports them as an error.
+killed sweep leaves finished cells and no partial file (the temporaries a killed run left, of
+the files this sweep writes, are removed on the next run; nothing else in ``out`` is touched).
+Cells that fail with a kvgym error are not stored; the sweep writes what it has and then
+reports them as an error.
+
+**One sweep per directory**: a sweep holds ``out/.kvgym-sweep.lock`` (an ``flock``, released
+when the process ends, however it ends) while it runs; a second sweep on the same ``out`` stops
+at once with one line naming the holder, rather than overwriting its tables or computing the
+same cells twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -33,12 +40,12 @@ from pathlib import Path
 
 from kvgym import __version__
 from kvgym.bench import leaderboard, plots
-from kvgym.bench.artifacts_io import write_json_atomic
 from kvgym.bench.backends import BACKENDS, batches
 from kvgym.bench.cells import Cell, expand
 from kvgym.bench.config import SweepConfig
 from kvgym.bench.results import write_results
-from kvgym.errors import KvgymError
+from kvgym.errors import KvgymError, OutputError
+from kvgym.files import remove_temporaries, write_json
 
 PACKAGES = ("numpy", "numba", "pandas", "pyarrow", "matplotlib", "gymnasium", "scipy", "tqdm", "ray",
             "torch", "stable-baselines3", "sb3-contrib")
@@ -92,11 +99,49 @@ def _cell_path(cells_dir: Path, cell: Cell) -> Path:
     return cells_dir / f"{cell.cell_id}.json"
 
 
-def _clean_temporaries(out: Path) -> None:
-    for d in (out, out / "cells", out / "plots"):
-        if d.is_dir():
-            for f in d.glob(".*.tmp*"):
-                f.unlink(missing_ok=True)
+#: The lock file of an output directory (an ``flock``: released by the OS when its holder dies).
+LOCK_NAME = ".kvgym-sweep.lock"
+#: The files a sweep writes directly into its output directory.
+OUT_FILES = ("results.csv", "results.parquet", "summary.json", "leaderboard.md", "manifest.json")
+
+
+class SweepBusy(KvgymError):
+    """Another sweep holds the output directory's lock."""
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path, cfg: SweepConfig):
+    """Hold ``out``'s lock for the whole sweep; another sweep on the same ``out`` gets
+    :class:`SweepBusy` at once (one line naming its pid), instead of racing it for the files."""
+    import fcntl
+
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"sweep output {out}: is a file; --out names a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"sweep output {out}: cannot write there ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            raise SweepBusy(f"sweep: output directory {out} is in use by another sweep ({holder}); wait for it "
+                            f"to finish or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, sweep {cfg.name!r}, config {cfg.config_hash()}, since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _clean_temporaries(out: Path, cells: list[Cell]) -> int:
+    """Remove temporaries that a killed run of a sweep left behind, of the files this sweep writes
+    only (kvgym temporaries of its cells, tables and plots); other files are never touched."""
+    return (remove_temporaries(out / "cells", (f"{c.cell_id}.json" for c in cells))
+            + remove_temporaries(out, OUT_FILES) + remove_temporaries(out / "plots", plots.PLOTS))
 
 
 def load_finished(cells: list[Cell], cells_dir: Path) -> dict[str, dict]:
@@ -126,9 +171,14 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
     ids = [c.cell_id for c in cells]
     if len(set(ids)) != len(ids):
         raise KvgymError("sweep: the grid lists the same cell twice (duplicate policy or source)")
+    with sweep_lock(out, cfg):
+        return _run_locked(cfg, out, cells, t0, log, title)
+
+
+def _run_locked(cfg: SweepConfig, out: Path, cells: list[Cell], t0: float, log, title) -> SweepResult:
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    _clean_temporaries(out)
+    _clean_temporaries(out, cells)
     done = load_finished(cells, cells_dir)
     todo = [c for c in cells if c.cell_id not in done]
     by_id = {c.cell_id: c for c in cells}
@@ -143,13 +193,14 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
     ran = 0
     try:
         runner = BACKENDS[cfg.backend]
-        for cell_id, rec, wall in runner(batches(todo), workers=cfg.workers, ray_address=cfg.ray_address):
+        for cell_id, rec, wall in runner(batches(todo), workers=cfg.workers, ray_address=cfg.ray_address,
+                                         ray_task_cpus=cfg.ray_task_cpus, ray_retries=cfg.ray_retries):
             bar.update(1)
             if rec.get("status") == "error":
                 errors.append(f"{rec['scenario']} / {rec['source']} / {rec['policy']} / seed {rec['seed']}: {rec['error']}")
                 continue
-            write_json_atomic(_cell_path(cells_dir, by_id[cell_id]),
-                              {"cell": by_id[cell_id].to_dict(), "record": rec, "wall_s": round(wall, 6)})
+            write_json(_cell_path(cells_dir, by_id[cell_id]),
+                       {"cell": by_id[cell_id].to_dict(), "record": rec, "wall_s": round(wall, 6)})
             done[cell_id] = rec
             ran += 1
             if cfg.fail_after and ran >= cfg.fail_after:
@@ -162,7 +213,7 @@ def run_sweep(cfg: SweepConfig, *, log=None, title: str | None = None) -> SweepR
     if cfg.plots:
         plots.write_all(records, out)
     wall = time.perf_counter() - t0
-    write_json_atomic(out / "manifest.json", {
+    write_json(out / "manifest.json", {
         "format": "kvgym-sweep-manifest/1", "kvgym_version": __version__, "git_commit": git_commit(),
         "packages": package_versions(), "machine": machine(), "config": cfg.to_dict(),
         "config_hash": cfg.config_hash(), "cells": len(cells), "cells_run": ran,

@@ -10,13 +10,16 @@ import argparse
 
 
 def _cmd(args) -> int:
-    from kvgym.bench.artifacts_io import write_json_atomic
     from kvgym.bench.cells import expand, run_cell
     from kvgym.bench.cli_common import csv_list, int_list
     from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.files import check_output, write_json
+    from kvgym.sim.catalog import DEFAULT_NAME
 
+    if args.json:
+        check_output(args.json, "--json")
     keys = _keys(args)
-    base = {"scenarios": ["h200_10pct_fp16_no_prefetch"], "workloads": ["streaming"], "policies": ["lru"],
+    base = {"scenarios": [DEFAULT_NAME], "workloads": ["streaming"], "policies": ["lru"],
             "oracle": "", "backend": "serial"}
     if args.trace or "traces" in keys:  # a trace file given: no default workload beside it
         base["workloads"] = []
@@ -24,7 +27,8 @@ def _cmd(args) -> int:
         base["policies"] = []
     cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=csv_list(args.scenario),
                       workloads=csv_list(args.workload), traces=csv_list(args.trace),
-                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds))
+                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds),
+                      trust_pickle=True if args.trust_pickle else None)
     recs = [run_cell(c) for c in expand(cfg)]
     cols = ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
             "total_time_us", "tokens_per_s", "prefetch_usefulness"]
@@ -37,7 +41,7 @@ def _cmd(args) -> int:
         if r["status"] != "ok":
             print(f"{r['scenario']} / {r['source']}: {r['status']}: {r['error']}")
     if args.json:
-        write_json_atomic(args.json, {"config": cfg.result_dict(), "records": recs})
+        write_json(args.json, {"config": cfg.result_dict(), "records": recs})
         print(f"wrote {args.json}")
     return 0
 
@@ -64,7 +68,7 @@ def register(subparsers) -> None:
         "eval", help="evaluate policies or agents on a scenario and trace, print the metrics",
         description="Score policies (registry names, with parameters in parentheses) or agents (policy:NAME "
                     "through the Gymnasium env, or a saved agent's path) on scenarios and workloads or trace "
-                    "files. Defaults: lru on streaming under h200_10pct_fp16_no_prefetch, seed 0.",
+                    "files. Defaults: lru on streaming under the 'default' scenario, seed 0.",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--policy", help="policy spec(s), comma-separated, or 'all'")
@@ -74,4 +78,7 @@ def register(subparsers) -> None:
     p.add_argument("--trace", help="trace file(s) (.parquet or parity cell .json)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
+    p.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
+                   help="allow agents saved as SB3 .zip files (pickles: they can run code when loaded), each only "
+                        "if its sha256 matches the one recorded in its agent.json")
     p.set_defaults(func=_cmd)

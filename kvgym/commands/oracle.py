@@ -13,11 +13,17 @@ from pathlib import Path
 
 
 def _cmd(args) -> int:
+    from kvgym.files import check_output_dir, write_text
     from kvgym.oracle.bounds import oracle_bounds
-    from kvgym.oracle.inputs import resolve_scenario, resolve_trace
+    from kvgym.oracle.inputs import resolve_trace
     from kvgym.oracle.plots import plot_mrc
-    from kvgym.oracle.report import write_text
+    from kvgym.params import need_int, need_num
+    from kvgym.sim.catalog import resolve_scenario
 
+    need_int("oracle", "--lp-max", args.lp_max, 0)
+    if args.fetch_time is not None:
+        need_num("oracle", "--fetch-time", args.fetch_time, 0.0, lo_open=True)
+    check_output_dir(args.out, "--out")
     scenario = resolve_scenario(args.scenario)
     trace, label = resolve_trace(args.trace, seed=args.seed)
     rep = oracle_bounds(trace, scenario, label=label, lp_max=args.lp_max, fetch_time=args.fetch_time)
@@ -45,8 +51,8 @@ def register(subparsers) -> None:
                     "stall and total time, the LP bound for variable page sizes, Cao et al.'s prefetch "
                     "references) and plot the OPT and LRU miss-ratio curves. See docs/oracle.md.")
     p.add_argument("trace", help="a Parquet trace, or a workload: NAME or NAME(key=value,...)")
-    p.add_argument("--scenario", help="harness scenario name (kvgym scenarios), a scenario .json file, "
-                                      "or omit for h200-overlap-10pct")
+    p.add_argument("--scenario", help="scenario name (kvgym scenarios) or a scenario .json file "
+                                      "(default: 'default', tier 0 sized auto:0.5)")
     p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     p.add_argument("--out", default="oracle_out", help="folder for mrc.png and bounds.json (default oracle_out)")
     p.add_argument("--lp-max", type=int, default=20_000, dest="lp_max",

@@ -15,11 +15,18 @@ import shlex
 
 def _cmd(args) -> int:
     from kvgym.bench.specs import PolicySpec
-    from kvgym.oracle.inputs import resolve_scenario, resolve_trace
+    from kvgym.files import check_output_dir
+    from kvgym.oracle.inputs import resolve_trace
     from kvgym.oracle.regret import analyze
     from kvgym.oracle.report import write_report
+    from kvgym.params import need_int
+    from kvgym.sim.catalog import resolve_scenario
     from kvgym.sim.policy import make_policy, make_prefetcher
 
+    need_int("regret", "--top", args.top, 0)
+    if args.window is not None:
+        need_int("regret", "--window", args.window, 1)
+    check_output_dir(args.out, "--out")
     scenario = resolve_scenario(args.scenario)
     specs = [PolicySpec.parse(p).resolve("none") for p in args.policy]
     results = []
@@ -67,7 +74,8 @@ def register(subparsers) -> None:
                    help="policy spec, repeatable: NAME, NAME(key=value,...), NAME+PREFETCHER")
     p.add_argument("--trace", action="append", required=True,
                    help="Parquet trace or workload spec NAME(key=value,...), repeatable")
-    p.add_argument("--scenario", help="harness scenario name, a scenario .json file, or omit for h200-overlap-10pct")
+    p.add_argument("--scenario", help="scenario name (kvgym scenarios) or a scenario .json file "
+                                      "(default: 'default', tier 0 sized auto:0.5)")
     p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     p.add_argument("--window", type=int, default=None, help="steps per regret window (default: ~50 windows)")
     p.add_argument("--top", type=int, default=20, help="evictions listed per policy and trace (default 20)")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from kvgym.errors import ConfigError
+from kvgym.files import check_output, write_json
 
 
 def parse_kv(items, what: str) -> dict:
@@ -17,25 +18,17 @@ def parse_kv(items, what: str) -> dict:
         k, v = item.split("=", 1)
         try:
             out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
             out[k.strip()] = v
     return out
-
-
-def load_scenario(spec: str, overrides: dict):
-    """A scenario by harness name or from a JSON file (``kvgym.oracle.inputs.resolve_scenario``),
-    with field overrides."""
-    from kvgym.oracle.inputs import resolve_scenario
-    from kvgym.sim.scenario import Scenario
-
-    scen = resolve_scenario(spec)
-    return Scenario.from_dict({**scen.to_dict(), **overrides}) if overrides else scen
 
 
 def load_trace(spec: str, seed: int, items):
     """A Parquet trace path (kept as a path so ``run`` streams it in row groups), or a workload
     name generated with ``--wparam`` overrides typed by the registry (``parse_params``)."""
-    if spec.endswith(".parquet") or Path(spec).exists():
+    if not spec.strip():
+        raise ConfigError("--trace: an empty name; give a Parquet trace or a workload name (kvgym trace gallery)")
+    if spec.endswith(".parquet") or Path(spec).is_file():
         if items:
             raise ConfigError("--wparam applies to generated workloads, not to trace files")
         return spec
@@ -46,10 +39,18 @@ def load_trace(spec: str, seed: int, items):
 
 def cmd_run(args) -> int:
     from kvgym.sim import run
+    from kvgym.sim.catalog import resolve_scenario
+    from kvgym.sim.policy import make_policy, make_prefetcher
 
-    scen = load_scenario(args.scenario, parse_kv(args.set, "--set"))
+    if args.json:
+        check_output(args.json, "--json")
+    scen = resolve_scenario(args.scenario, parse_kv(args.set, "--set"))
+    params = parse_kv(args.param, "--param")
+    make_policy(args.policy, **params)  # names and parameters fail here, before any work
+    if args.prefetcher is not None:
+        make_prefetcher(args.prefetcher)
     trace = load_trace(args.trace, args.seed, args.wparam)
-    m = run(trace, scen, args.policy, args.prefetcher, engine=args.engine, **parse_kv(args.param, "--param"))
+    m = run(trace, scen, args.policy, args.prefetcher, engine=args.engine, **params)
     d = m.to_dict()
     print(f"scenario {scen.name} ({scen.profile}, {scen.cost_model}, {scen.quantization}, "
           f"prefetch {'on' if scen.prefetch else 'off'}) | trace {args.trace} | policy {args.policy}")
@@ -61,9 +62,7 @@ def cmd_run(args) -> int:
             v = f"{v:,}"
         print(f"  {k:<{width}}  {v}")
     if args.json:
-        from kvgym.bench.artifacts_io import write_json_atomic
-
-        write_json_atomic(args.json, {"scenario": scen.to_dict(), "trace": args.trace, "policy": args.policy,
+        write_json(args.json, {"scenario": scen.to_dict(), "trace": args.trace, "policy": args.policy,
                                       "metrics": d})
     return 0
 
@@ -75,13 +74,14 @@ def register(sub) -> None:
     p.add_argument("--trace", default="streaming", help="Parquet trace path, or a workload name (default: streaming)")
     p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     p.add_argument("--wparam", action="append", metavar="K=V", help="workload parameter override (repeatable)")
-    p.add_argument("--scenario", default="h200_10pct_fp16_no_prefetch",
-                   help="scenario name (see `kvgym scenarios`) or a scenario JSON file (default: h200_10pct_fp16_no_prefetch)")
+    p.add_argument("--scenario", default=None,
+                   help="scenario name (see `kvgym scenarios`) or a scenario JSON file (default: 'default', "
+                        "tier 0 sized auto:0.5)")
     p.add_argument("--set", action="append", metavar="FIELD=V", help="scenario field override, e.g. cost_model=serial")
     p.add_argument("--policy", default="lru", help="eviction policy name (default lru)")
     p.add_argument("--param", action="append", metavar="K=V", help="policy parameter (repeatable)")
     p.add_argument("--prefetcher", default=None, help="prefetcher name (used when the scenario has prefetch on)")
-    p.add_argument("--engine", default="auto", choices=["auto", "fast", "reference"],
-                   help="auto: compiled fast path when possible (default)")
+    p.add_argument("--engine", default="compiled", choices=["compiled", "reference"],
+                   help="compiled (default) or reference (the specification engine)")
     p.add_argument("--json", metavar="OUT", help="also write the metrics as JSON")
     p.set_defaults(func=cmd_run)

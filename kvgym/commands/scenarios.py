@@ -23,7 +23,9 @@ def _cmd(args) -> int:
     for r in rows:
         print("  ".join(str(r[c]).ljust(width[c]) for c in cols))
     print(f"\n{len(rows)} scenarios. Capacities are bytes per tier (tier 0 first); 'N%' is a share of the "
-          "trace's footprint (total stored bytes of its page table); 'profile' keeps the profile's value. "
+          "total stored bytes of the trace's page table; 'auto:F' sits at F of the way from the largest step's "
+          "pages to every page the trace touches; 'N pages' is N times the largest page; 'profile' keeps the "
+          "profile's value. "
           "`kvgym scenarios --json` prints every field.")
     return 0
 
@@ -31,8 +33,8 @@ def _cmd(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("scenarios", help="list the benchmark scenarios and their parameters",
                               description="List the named scenarios of the benchmark harness "
-                                          "(kvgym/data/scenarios.json): kv-hierarchy-lab's five parity "
-                                          "scenarios and the realistic H200 ones.")
-    p.add_argument("--group", help="only this group: parity or realistic")
+                                          "(kvgym/data/scenarios.json): the default one, kv-hierarchy-lab's "
+                                          "five parity scenarios and the realistic H200 ones.")
+    p.add_argument("--group", help="only this group: default, parity or realistic")
     p.add_argument("--json", action="store_true", help="print every field as JSON")
     p.set_defaults(func=_cmd)

@@ -19,7 +19,8 @@ def _cmd(args) -> int:
                       workloads=csv_list(args.workloads), traces=csv_list(args.traces),
                       policies=csv_list(args.policies), agents=csv_list(args.agents), seeds=int_list(args.seeds),
                       backend=args.backend, workers=args.workers, out=args.out,
-                      plots=False if args.no_plots else None, progress=False if args.quiet else None)
+                      plots=False if args.no_plots else None, progress=False if args.quiet else None,
+                      trust_pickle=True if args.trust_pickle else None)
     res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr))
     print(leaderboard.terminal(res.board))
     print(f"wrote {res.out}/ (results.csv, results.parquet, summary.json, leaderboard.md"
@@ -52,4 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output directory (default artifacts/sweep)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
+                   help="allow agents saved as SB3 .zip files (pickles: they can run code when loaded), each only "
+                        "if its sha256 matches the one recorded in its agent.json")
     p.set_defaults(func=_cmd)

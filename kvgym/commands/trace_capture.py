@@ -51,6 +51,7 @@ def _hf_record(args):
 
 def _run(args) -> int:
     from kvgym.errors import ConfigError
+    from kvgym.files import check_outputs
     from kvgym.traces.capture import (
         parse_select,
         plot_record,
@@ -58,9 +59,10 @@ def _run(args) -> int:
         record_to_trace,
         write_json,
     )
-    from kvgym.traces.parquet import write_trace
+    from kvgym.traces.parquet import pages_path, write_trace
 
     parse_select(args.select)  # fail before loading or decoding anything
+    check_outputs(args.output, pages_path(args.output), args.stats, args.plot)
     if bool(args.checkpoint) == bool(args.hf):
         raise ConfigError("give exactly one of --checkpoint PATH (llama2.c) or --hf MODEL (transformers)")
     rec, text = _llama2c_record(args) if args.checkpoint else _hf_record(args)

@@ -24,8 +24,9 @@ def register_trace(sub) -> None:
 
 
 def run(args) -> int:
-    from kvgym.commands.trace_stats import _atomic_json, compute
-    from kvgym.traces.stats import heat_layer_default, plot_stats, reuse_distances
+    from kvgym.bench.tracestats import heat_layer_default, plot_stats, reuse_distances
+    from kvgym.commands.trace_stats import compute
+    from kvgym.files import write_json
     from kvgym.workloads import get_workload, make_trace, workload_names
 
     names = [n.strip() for n in args.names.split(",") if n.strip()] or workload_names()
@@ -47,6 +48,6 @@ def run(args) -> int:
             summary[n]["attention"]["topk_coverage"] = {"k": att["topk_coverage"]["k"], "mean": att["topk_coverage"]["mean"]}
         print(f"wrote {path}")
     if not args.names:
-        _atomic_json(summary, out / "summary.json")
+        write_json(out / "summary.json", summary, indent=1)
         print(f"wrote {out / 'summary.json'}")
     return 0

@@ -34,7 +34,8 @@ def list_workloads() -> str:
 
 
 def run(args) -> int:
-    from kvgym.traces.parquet import write_trace
+    from kvgym.files import check_outputs
+    from kvgym.traces.parquet import pages_path, write_trace
     from kvgym.workloads import make_trace, parse_params, workload_names
 
     if args.list:
@@ -45,6 +46,7 @@ def run(args) -> int:
     if not args.output:
         raise ConfigError("-o/--output FILE.parquet is required")
     params = parse_params(args.name, args.param)
+    check_outputs(args.output, pages_path(args.output))
     bar = None
 
     def progress(done: int, total: int) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from kvgym.sim.geometry import PRESETS
+from kvgym.traces.geometry import PRESETS
 
 
 def _run(args) -> int:
+    from kvgym.files import check_outputs
     from kvgym.traces.datasets import import_dataset
-    from kvgym.traces.parquet import write_trace
+    from kvgym.traces.parquet import pages_path, write_trace
 
+    check_outputs(args.output, pages_path(args.output))
     trace = import_dataset(args.source, format=args.format, root=args.data_dir, geometry=args.geometry,
                            per_layer=args.per_layer, block_tokens=args.block_tokens, limit=args.limit,
                            block_stream=args.block_stream)

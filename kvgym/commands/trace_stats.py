@@ -4,18 +4,16 @@ Prints accesses, steps, distinct pages, the footprint of the distinct pages unde
 quantization, reuse-distance quantiles (on the first ``--reuse-limit`` accesses) and, when the
 trace has attention weights, attention concentration (recent page, first page, top-k coverage
 by layer). ``--plot`` writes a reuse-distance histogram and a page-access heat map; ``--json``
-saves everything as JSON. Definitions: :mod:`kvgym.traces.stats`.
+saves everything as JSON. Definitions: :mod:`kvgym.bench.tracestats`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
+from kvgym.bench.tracestats import DEFAULT_REUSE_LIMIT, DEFAULT_TOPK
 from kvgym.errors import ConfigError
-from kvgym.traces.stats import DEFAULT_REUSE_LIMIT, DEFAULT_TOPK
+from kvgym.files import check_outputs, write_json
 
 
 def register_trace(sub) -> None:
@@ -61,6 +59,11 @@ def format_stats(name: str, st: dict, att: dict | None) -> str:
         (f"pages: {st['distinct_pages']:,} distinct of {st['pages_in_table']:,} in the table; "
          f"sequences {st['sequences']:,}, layers {st['layers']:,}"),
         "footprint of distinct pages: " + " | ".join(f"{k} {human_bytes(v)}" for k, v in fp.items()),
+        ("feasible tier-0 capacity (auto:0 .. auto:1; below it a step's pinned pages do not fit, at its top "
+         "nothing is evicted): " + " | ".join(f"{k} {st['tier0_min_bytes'][k]:,} .. {v:,} bytes"
+                                               for k, v in fp.items())),
+        "page table (the base of 'N%' capacities): " + " | ".join(f"{k} {human_bytes(v)}"
+                                                                  for k, v in st["table_bytes"].items()),
     ]
     head = f"reuse distance (first {r['accesses']:,} accesses; {r['first_touches']:,} first touches)"
     if r["reuses"]:
@@ -82,23 +85,9 @@ def format_stats(name: str, st: dict, att: dict | None) -> str:
     return "\n".join(lines)
 
 
-def _atomic_json(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def compute(trace, *, reuse_limit: int, ks) -> tuple[dict, dict | None]:
     """Stats and attention stats, with per-access request ids when the generator provides them."""
-    from kvgym.traces.stats import attention_stats, trace_stats
+    from kvgym.bench.tracestats import attention_stats, trace_stats
     from kvgym.workloads import access_seq
 
     st = trace_stats(trace, reuse_limit=reuse_limit)
@@ -107,21 +96,22 @@ def compute(trace, *, reuse_limit: int, ks) -> tuple[dict, dict | None]:
 
 
 def run(args) -> int:
+    from kvgym.bench.tracestats import heat_layer_default, plot_stats, reuse_distances
     from kvgym.traces.parquet import read_trace
-    from kvgym.traces.stats import heat_layer_default, plot_stats, reuse_distances
 
     if args.reuse_limit < 0:
         raise ConfigError(f"--reuse-limit must be >= 0, got {args.reuse_limit}")
     ks = parse_topk(args.topk)
     if args.heat_layer not in ("auto", "all") and not args.heat_layer.isdigit():
         raise ConfigError(f"--heat-layer expects an int >= 0, 'all' or 'auto', got {args.heat_layer!r}")
+    check_outputs(args.json, args.plot)
     trace = read_trace(args.file)
     st, att = compute(trace, reuse_limit=args.reuse_limit, ks=ks)
     name = Path(args.file).name
     print(format_stats(name, st, att))
     if args.json:
         out = {"trace": name, "meta": trace.meta, "stats": st, "attention": att}
-        _atomic_json(out, Path(args.json))
+        write_json(args.json, out, indent=1)
         print(f"wrote {args.json}")
     if args.plot:
         lim = len(trace) if args.reuse_limit == 0 else min(len(trace), args.reuse_limit)

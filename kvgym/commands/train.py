@@ -5,6 +5,8 @@
   training metrics), then score it on the task's held-out test split (``heldout.json``).
 - ``kvgym train report [--zoo DIR]``: the leaderboard of every agent folder under the zoo among
   the baselines and the oracle, per held-out trace (``leaderboard.md`` and ``.json``).
+- ``kvgym train convert DIR --trust-pickle [--sha256 HEX]``: turn a legacy PPO folder (SB3
+  zip, a pickle) into ``policy.pt`` tensors plus the network's shape in ``agent.json``.
 - ``kvgym train zoo [--seeds 0,1,2]``: train imitation and PPO for each seed into the zoo, then
   write the report (the command that produces ``artifacts/agents/``).
 
@@ -37,7 +39,7 @@ def train_one(algo: str, config=None, sets=(), out=None, test: bool = True, log=
     """Train one agent into ``out`` (default ``artifacts/agents/<algo>-s<seed>``); returns the folder."""
     from kvgym.agents.common import load_args
     from kvgym.agents.evaluation import heldout
-    from kvgym.bench.artifacts_io import write_json_atomic
+    from kvgym.files import write_json
 
     args = load_args(_args_class(algo), config, sets)
     folder = Path(out) if out else Path(DEFAULT_ZOO) / f"{algo}-s{args.seed}"
@@ -51,7 +53,7 @@ def train_one(algo: str, config=None, sets=(), out=None, test: bool = True, log=
 
         h = heldout(load_agent(folder), args)
         h.update(agent=folder.name, algo=algo, seed=args.seed, train_time_s=m["train_time_s"])
-        write_json_atomic(folder / "heldout.json", h)
+        write_json(folder / "heldout.json", h)
         mg = h["mean_gap_closed"]
         log(f"held-out test split: mean gap closed {'-' if mg is None else f'{mg:.1f}%'} over "
             f"{len(h['traces']) - len(h['traces_without_gap'])} traces -> {folder / 'heldout.json'}")
@@ -69,6 +71,14 @@ def _cmd_report(args) -> int:
 
     md, js = write_report(args.zoo, args.out)
     print(f"wrote {md} and {js}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from kvgym.agents.agent import convert_sb3
+
+    for folder in args.folders:
+        print(f"wrote {convert_sb3(folder, args.trust_pickle, args.sha256)}")
     return 0
 
 
@@ -122,6 +132,16 @@ def register(subparsers) -> None:
     r.add_argument("--zoo", default=DEFAULT_ZOO, help=f"folder of agent folders (default {DEFAULT_ZOO})")
     r.add_argument("--out", metavar="FILE", help="markdown output (default ZOO/leaderboard.md)")
     r.set_defaults(func=_cmd_report)
+    c = sub.add_parser("convert", help="turn a legacy PPO agent (SB3 .zip, a pickle) into tensors plus JSON",
+                       description="Load each folder's SB3 model.zip (a pickle: only with --trust-pickle, and only if "
+                                   "its sha256 matches agent.json's or --sha256), write policy.pt (the policy's tensors, "
+                                   "read back with weights_only) and the network's shape in agent.json, check that the "
+                                   "rebuilt policy's tensors are equal, then remove the zip.")
+    c.add_argument("folders", nargs="+", metavar="DIR", help="agent folders")
+    c.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
+                   help="allow unpickling the zip (it can run code: only for files you trust)")
+    c.add_argument("--sha256", help="expected sha256 of model.zip when agent.json records none")
+    c.set_defaults(func=_cmd_convert)
     z = sub.add_parser("zoo", help="train every algorithm for several seeds, then write the report",
                        description="Train imitation and PPO agents for each seed into --zoo (folders "
                                    "<algo>-s<seed>), each scored on the held-out split, then write the leaderboard.")

@@ -49,7 +49,7 @@ class Episode:
 
     def __init__(self, setup: Setup, step: np.ndarray, page: np.ndarray, weight, *, k: int, sample: int,
                  prefetch_decisions: bool, seed: int, regret_horizon: int, diagnostics: bool, policy=None,
-                 prefetcher=None):
+                 prefetcher=None, buffers: tuple | None = None):
         self.setup = setup
         self.step_arr = np.ascontiguousarray(step, np.int64)
         self.page_arr = np.ascontiguousarray(page, np.int64)
@@ -61,9 +61,9 @@ class Episode:
                                      pf_external=prefetch_decisions, regret_horizon=regret_horizon,
                                      trace_page=self.page_arr, track_order=True)
         nt = len(setup.tiers)
-        self.obs_c = np.zeros((k, N_FEATURES), np.float32)
-        self.obs_g = np.zeros(n_context(nt), np.float32)
-        self.mask = np.zeros(k, np.int8)
+        if buffers is None:  # (a vector env passes views of its batch arrays instead)
+            buffers = (np.zeros((k, N_FEATURES), np.float32), np.zeros(n_context(nt), np.float32), np.zeros(k, np.int8))
+        self.obs_c, self.obs_g, self.mask = buffers
         self.sel = np.zeros(k, np.int64)
         self._view = np.zeros(8, np.int64)
         self._fview = np.zeros(1, np.float64)
@@ -81,11 +81,9 @@ class Episode:
         return self.status
 
     def act(self, a: int) -> int:
-        """Apply slot ``a`` (already checked against the mask) to the pending decision."""
-        if self.status == EVICT:
-            self.status = self.engine.act(int(self.sel[a]))
-        else:
-            self.status = self.engine.act_prefetch(int(self.sel[a - 1]) if a > 0 else -1)
+        """Apply slot ``a`` (already checked against the mask) to the pending decision: the victim, or
+        for a prefetch decision slot 0 = none and slot ``i >= 1`` = ``sel[i - 1]``."""
+        self.status = self.engine.act_slot(a)
         return self.status
 
     # -- reads --------------------------------------------------------------------------------

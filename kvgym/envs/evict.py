@@ -15,17 +15,16 @@ from kvgym.envs.config import EnvConfig, Splits
 from kvgym.envs.episode import DONE, EVICT, Episode
 from kvgym.envs.observation import FEATURES, N_FEATURES, context_names, n_context
 from kvgym.envs.render import Snapshot, render_ansi, render_rgb
-from kvgym.envs.sources import TraceSource, resolve_scenario
+from kvgym.envs.sources import TraceSource
 from kvgym.errors import ConfigError, KvgymError
+from kvgym.sim.catalog import default_scenario, resolve_scenario
 from kvgym.sim.metrics import Metrics
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import Trace
 
 DEFAULT_WORKLOAD = "topk_drift"
-#: The default scenario: measured H200 tiers, the overlap clock, fp16 pages, tier 0 (HBM) holding
-#: 13% of the page table's bytes (the default ``topk_drift`` trace pins 12.3% in every step).
-DEFAULT_SCENARIO = Scenario(name="h200-hbm13", profile="h200-measured", capacities=("13%", None, None, None),
-                            cost_model="overlap", description="kvgym env default: HBM holds 13% of the KV")
+#: kvgym's one default scenario (:mod:`kvgym.sim.catalog`).
+DEFAULT_SCENARIO = default_scenario()
 OPTION_KEYS = ("trace", "window")
 
 
@@ -133,7 +132,7 @@ class EvictEnv(gym.Env):
         self.cfg = EnvConfig(k=k, sample=sample, reward=reward, reward_scale=reward_scale,
                              prefetch_decisions=self._prefetch_decisions, diagnostics=diagnostics,
                              regret_horizon=regret_horizon, history=history)
-        scn = resolve_scenario(DEFAULT_SCENARIO if scenario is None else scenario)
+        scn = resolve_scenario(scenario)
         if self._prefetch_decisions:
             if not scn.prefetch:
                 scn = scn.with_(prefetch=True)  # the agent is the prefetcher
@@ -185,6 +184,7 @@ class EvictEnv(gym.Env):
         self._setups: dict = {}
         self._history: deque = deque(maxlen=self.cfg.history)
         self.belady_stats = [0, 0]  # [decisions checked, Belady's victim shown]
+        self._buffers = None  # observation arrays to write into (set by the vector env)
 
     # -- agents that act through a policy ----------------------------------------------------
     def attach_policy(self, factory) -> None:
@@ -229,7 +229,8 @@ class EvictEnv(gym.Env):
         self.policy = self._policy_factory() if self._policy_factory is not None else None
         sim = Episode(setup, step, page, weight, k=self.cfg.k, sample=self.cfg.sample, seed=ep_seed,
                       regret_horizon=self.cfg.regret_horizon, diagnostics=self.cfg.diagnostics,
-                      prefetch_decisions=self._prefetch_decisions, policy=self.policy, prefetcher=pre)
+                      prefetch_decisions=self._prefetch_decisions, policy=self.policy, prefetcher=pre,
+                      buffers=self._buffers)
         self._sim = sim
         self.trace_label = drawn.label
         self.window = (start, stop)
@@ -377,17 +378,17 @@ class EvictEnv(gym.Env):
 
     # -- helpers ------------------------------------------------------------------------------
     def _setup(self, trace: Trace, label: str):
-        key = id(trace.pages)
+        key = id(trace)  # an 'auto:F' capacity depends on the trace's accesses, not only its pages
         hit = self._setups.get(key)
-        if hit is not None and hit[0] is trace.pages:
+        if hit is not None and hit[0] is trace:
             return hit[1]
         try:
-            setup = self.scenario.build(trace.pages)
+            setup = self.scenario.build(trace.pages, [(trace.step, trace.page)])
         except KvgymError as e:
             raise ConfigError(f"trace {label} does not fit scenario {self.scenario.name!r}: {e}") from None
         if len(self._setups) >= 4:
             self._setups.clear()
-        self._setups[key] = (trace.pages, setup)
+        self._setups[key] = (trace, setup)
         return setup
 
     def _window(self, trace: Trace, window) -> tuple[int, int]:

@@ -1,14 +1,19 @@
-"""Gymnasium ids of kvgym, registered (idempotently) when ``kvgym`` is imported.
+"""Gymnasium ids of kvgym, registered (idempotently) as soon as both ``kvgym`` and ``gymnasium``
+are imported, in either order.
 
 ``kvgym/Evict-v0`` and ``kvgym/EvictPrefetch-v0`` are the two environments; the presets below
 differ from them only in keyword arguments (a workload, a scenario, a quantization), as
-Gymnasium's own variants do. Entry points are strings, so registering imports neither numba
-nor the env code; ``gym.make("kvgym:kvgym/Evict-v0")`` imports ``kvgym`` first and works too.
+Gymnasium's own variants do. ``import kvgym`` does not import Gymnasium (so ``import kvgym.sim``
+stays light): :func:`register_when_gymnasium_loads` registers at once if Gymnasium is already
+imported, and otherwise the moment it is. Entry points are strings, so registering imports no env
+code; ``gym.make("kvgym:kvgym/Evict-v0")`` imports ``kvgym`` first and works too.
 """
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
+import importlib.abc
+import importlib.util
+import sys
 
 EVICT = "kvgym.envs.evict:EvictEnv"
 EVICT_PREFETCH = "kvgym.envs.evict:EvictPrefetchEnv"
@@ -47,6 +52,8 @@ ENV_IDS = tuple(PRESETS)
 
 def register_envs() -> list[str]:
     """Register every kvgym id not yet in Gymnasium's registry; returns the ids newly added."""
+    from gymnasium.envs.registration import register, registry
+
     added = []
     for env_id, (entry, kwargs) in PRESETS.items():
         if env_id not in registry:
@@ -55,4 +62,29 @@ def register_envs() -> list[str]:
     return added
 
 
-register_envs()
+class _AfterGymnasium(importlib.abc.MetaPathFinder):
+    """One-shot import hook: when ``gymnasium`` finishes loading, register the ids."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "gymnasium":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            register_envs()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+def register_when_gymnasium_loads() -> None:
+    """Register now if Gymnasium is imported, else as soon as it is (see the module docstring)."""
+    if "gymnasium" in sys.modules:
+        register_envs()
+    elif not any(isinstance(f, _AfterGymnasium) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterGymnasium())

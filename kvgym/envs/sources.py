@@ -1,9 +1,8 @@
 """Where an episode's trace comes from: a Trace, a Parquet file, or a workload drawn from a split.
 
-:func:`resolve_scenario` turns the ``scenario`` argument (a :class:`Scenario`, its dict form,
-or a harness scenario name) into a Scenario. :class:`TraceSource` resolves the ``trace``
-argument of the env (and of ``reset(options={"trace": ...})``) and caches recently used traces,
-so resetting onto the same trace does not regenerate or re-read it.
+:class:`TraceSource` resolves the ``trace`` argument of the env (and of
+``reset(options={"trace": ...})``) and caches recently used traces, so resetting onto the same
+trace does not regenerate or re-read it.
 """
 
 from __future__ import annotations
@@ -17,29 +16,7 @@ import numpy as np
 
 from kvgym.envs.config import Splits
 from kvgym.errors import ConfigError
-from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import Trace
-
-
-def resolve_scenario(spec) -> Scenario:
-    """A Scenario from a Scenario, a dict (``Scenario.from_dict``) or a named harness scenario."""
-    if isinstance(spec, Scenario):
-        return spec
-    if isinstance(spec, dict):
-        d = dict(spec)
-        if "capacities" in d:
-            d["capacities"] = tuple(d["capacities"])
-        return Scenario.from_dict(d)
-    if isinstance(spec, str):
-        try:
-            from kvgym.bench.scenarios import scenarios
-        except ImportError:  # pragma: no cover - the harness ships with kvgym
-            raise ConfigError(f"scenario {spec!r}: named scenarios need kvgym.bench.scenarios") from None
-        named = scenarios()
-        if spec not in named:
-            raise ConfigError(f"unknown scenario {spec!r}; valid: {', '.join(named)}")
-        return named[spec]
-    raise ConfigError(f"scenario must be a Scenario, a dict or a scenario name, got {type(spec).__name__}")
 
 
 @dataclass(frozen=True)

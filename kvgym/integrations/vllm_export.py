@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 from kvgym import __version__
-from kvgym.bench.artifacts_io import write_text_atomic
 from kvgym.errors import ConfigError
+from kvgym.files import write_text
 from kvgym.integrations.vllm_compat import VLLM_VERSION
 from kvgym.integrations.vllm_driver import check_portable
 
@@ -69,5 +69,5 @@ def export_vllm(policy: str, params: dict | None, output: str | Path, *, class_n
     except TypeError as e:
         raise ConfigError(f"policy {policy!r}: parameters must be JSON values ({e})") from None
     cmd = command or f"kvgym export vllm {policy} -o {output.name}"
-    write_text_atomic(output, render(policy, params, name, output.stem, history, cmd))
+    write_text(output, render(policy, params, name, output.stem, history, cmd))
     return output, name

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kvgym.bench.artifacts_io import write_text_atomic
 from kvgym.errors import ConfigError, TraceError
+from kvgym.files import write_text
 from kvgym.integrations.vllm_replay import BlockRequests, VllmCounts, from_mooncake, replay_vllm
 
 SYNTHETIC_FILE = "mooncake_fast25_synthetic_trace.jsonl"
@@ -94,11 +94,11 @@ def write_peer_table(rows: list[dict], out_dir: str | Path, *, source: str, comm
     w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    write_text_atomic(out_dir / "counts.csv", buf.getvalue())
+    write_text(out_dir / "counts.csv", buf.getvalue())
     r0 = rows[0]
     text = (f"# vLLM's own CPU-tier counts\n\nMade by `{command}` (vLLM's `CPUOffloadingManager` driven as "
             "its offloading connector drives it: `kvgym.integrations.vllm_replay`, docs/vllm.md).\n\n"
             f"Trace: {source}: {r0['requests']:,} requests, {r0['blocks']:,} full prompt blocks. Counts are blocks; "
             "capacities are shares of the trace's distinct full blocks.\n\n"
             f"{table_markdown(rows)}\n")
-    return write_text_atomic(out_dir / "README.md", text)
+    return write_text(out_dir / "README.md", text)

@@ -104,7 +104,7 @@ class OracleReport:
 def oracle_bounds(trace: Trace, scenario: Scenario, *, label: str = "trace", lp_max: int = LP_MAX,
                   fetch_time: float | None = None, prefetch_max: int = 5_000_000) -> OracleReport:
     """Compute every figure of :class:`OracleReport` (see the module docstring)."""
-    setup = scenario.build(trace.pages)
+    setup = scenario.build(trace.pages, [(trace.step, trace.page)])
     setup.check_steps(trace.step, trace.page)
     n_pages = len(setup.page_bytes)
     touched = np.unique(trace.page)
@@ -148,7 +148,7 @@ def oracle_columns(trace: Trace, scenario: Scenario) -> dict:
     :func:`kvgym.oracle.regret.gap_closed` with the row's and LRU's misses."""
     from kvgym.oracle.regret import oracle_run
 
-    setup = scenario.build(trace.pages)
+    setup = scenario.build(trace.pages, [(trace.step, trace.page)])
     setup.check_steps(trace.step, trace.page)
     r = oracle_run(trace, setup)
     return {"oracle_misses": int(r.misses), "oracle": r.kind}

@@ -25,9 +25,9 @@ every run of the engine gives a feasible point, so each optimum is a valid lower
 - exits: ``E_j >= entries_j - K_j`` (what entered and is not still there left by demotion;
   ``K_j`` = pages ``U_j`` can hold).
 
-Costs per transfer come from the tier model (:func:`kvgym.sim.tiers.transfer_alpha_beta`):
-promotion from ``i`` takes ``c_i = alpha + bytes/beta`` on link ``i``; a demotion ``j -> j+1``
-takes ``alpha + bytes/beta`` on link ``j+1``; page bytes and decode time are the page's (the
+Costs per transfer come from the tier model (:meth:`kvgym.sim.tiers.Link.min_time_us`, the least
+a copy can take, idle or queued behind another): promotion from ``i`` takes ``c_i`` on link ``i``; a
+demotion ``j -> j+1`` takes ``d_j`` on link ``j+1``; page bytes and decode time are the page's (the
 smallest, with variable sizes). Bounds reported:
 
 - ``transfer_us``: total link time of promotions and demotions (no queueing), any cost model;
@@ -61,7 +61,6 @@ from kvgym.oracle.belady import belady
 from kvgym.oracle.lp import lp_bound
 from kvgym.oracle.nextuse import next_use
 from kvgym.sim.scenario import Setup
-from kvgym.sim.tiers import transfer_alpha_beta
 from kvgym.traces.format import Trace
 
 LP_MAX = 20_000
@@ -107,28 +106,17 @@ class HierarchyBounds:
 
 
 def compute_us(trace: Trace, setup: Setup) -> float:
-    """Total decode compute of the ``overlap`` model (µs): the same per-step formula as
-    :class:`kvgym.sim.costs.OverlapCost` (layers x floor vs attended fp16 bytes / throughput,
-    plus dequantization of every page read), summed over steps."""
+    """Total decode compute of the ``overlap`` model (µs), which no policy changes: the engine's own
+    ``compute_us`` of any run of the trace (one compiled LRU run; the formula is
+    :func:`kvgym.sim.costs.step_compute_us`, summed over steps)."""
+    from kvgym.sim.compiled import CompiledEngine
+    from kvgym.sim.policy import make_policy
+
     if len(trace) == 0:
         return 0.0
-    step, page = trace.step, trace.page
-    _, sidx = np.unique(step, return_inverse=True)
-    T = int(sidx.max()) + 1
-    dec = np.bincount(sidx, weights=setup.decode_us[page], minlength=T)
-    key = np.unique(sidx * (len(setup.page_bytes) + 1) + page)
-    us, up = key // (len(setup.page_bytes) + 1), key % (len(setup.page_bytes) + 1)
-    fp16 = np.bincount(us, weights=setup.pages.fp16_bytes[up].astype(np.float64), minlength=T)
-    lay = setup.pages.layer.astype(np.int64)[up]
-    lk = np.unique(us * (int(lay.max()) + 1) + lay)
-    nlay = np.bincount(lk // (int(lay.max()) + 1), minlength=T)
-    c = setup.compute
-    # Same float association as OverlapCost: max(...) + decode, summed step by step.
-    per = np.maximum(nlay * c.layer_floor_us, fp16 / c.attention_bytes_per_us) + dec
-    total = 0.0
-    for v in per:
-        total += float(v)
-    return total
+    setup = setup if setup.scenario.cost_model == "overlap" else \
+        setup.scenario.with_(cost_model="overlap").build(setup.pages)
+    return CompiledEngine(setup, make_policy("lru")).run_chunks([(trace.step, trace.page, trace.weight)]).compute_us
 
 
 def _solve(c, A_ub, b_ub, n) -> float:
@@ -225,12 +213,8 @@ def hierarchy_bounds(trace: Trace, setup: Setup, *, lp_max: int = LP_MAX) -> Hie
     if not scen.prefetch:
         row({iM: -1.0, **{iP(i): 1.0 for i in range(1, L)}}, -X)
 
-    def link_us(src, dst) -> float:
-        a, beta = transfer_alpha_beta(src, dst)
-        return a + s / beta
-
-    cp = np.array([link_us(tiers[i], tiers[0]) for i in range(1, L)])      # promotions i -> 0
-    cd = np.array([link_us(tiers[j], tiers[j + 1]) for j in range(L - 1)])  # demotions j -> j+1
+    cp = np.array([setup.link(i, 0).min_time_us(s) for i in range(1, L)])          # promotions i -> 0
+    cd = np.array([setup.link(j, j + 1).min_time_us(s) for j in range(L - 1)])  # demotions j -> j+1
     comp = compute_us(trace, setup) if scen.cost_model == "overlap" else 0.0
     # Stall rows (demand-only runs): S >= P_i c_i / ch_i.
     if not scen.prefetch:

@@ -5,11 +5,11 @@ PNG files carry no software version or date, so the same data gives the same byt
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from kvgym.files import atomic_write
 
 
 def _plt():
@@ -24,16 +24,9 @@ def _plt():
 def save(fig, path: str | Path) -> Path:
     """Save ``fig`` to ``path`` atomically (temp file, then rename) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; artifacts are meant to be shared
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110,
+                                                   metadata={"Software": None}), "plot")
     finally:
         _plt().close(fig)
     return path

@@ -181,14 +181,12 @@ def prefetch_schedules(page, capacity: int, fetch_time: float, n_pages: int | No
 
 
 def fetch_time_units(setup, trace) -> float:
-    """``F`` for a kvgym scenario: promotion time of one page from tier 1 (α + bytes/β, µs)
-    divided by the mean ``overlap`` compute per access (µs); the smallest page size is used."""
+    """``F`` for a kvgym scenario: promotion time of one page from tier 1 (one copy on an idle link,
+    µs) divided by the mean ``overlap`` compute per access (µs); the smallest page size is used."""
     from kvgym.oracle.hierarchy import compute_us
-    from kvgym.sim.tiers import transfer_alpha_beta
 
     if len(trace) == 0 or len(setup.tiers) < 2:
         return 0.0
     s = int(setup.page_bytes[np.unique(trace.page)].min())
-    a, b = transfer_alpha_beta(setup.tiers[1], setup.tiers[0])
     per_access = compute_us(trace, setup) / len(trace)
-    return (a + s / b) / per_access if per_access > 0 else math.inf
+    return setup.link(1, 0).time_us(s) / per_access if per_access > 0 else math.inf

@@ -240,7 +240,7 @@ def analyze(trace: Trace, scenario: Scenario, policy: Policy | str | None = "lru
         cache: optional dict reused across calls on the same trace and scenario (holds the
             oracle and LRU runs, which do not depend on the policy analysed).
     """
-    setup = scenario.build(trace.pages)
+    setup = scenario.build(trace.pages, [(trace.step, trace.page)])
     setup.check_steps(trace.step, trace.page)
     if isinstance(policy, str):
         label = label or policy

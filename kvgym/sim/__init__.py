@@ -26,13 +26,16 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
         prefetcher: name, object or None (only used when ``scenario.prefetch`` is on).
         engine: ``compiled`` (default) or ``reference`` (the specification engine).
         chunk_rows: rows per chunk when reading a Parquet trace (bounded memory).
+
+    A trace file is checked as it is read (:mod:`kvgym.traces.parquet`), an in-memory trace by
+    :func:`~kvgym.traces.format.validate`, before anything is simulated.
     """
     import numpy as np
 
     from kvgym.errors import ConfigError
     from kvgym.sim.context import Future
     from kvgym.sim.policy import make_policy, make_prefetcher
-    from kvgym.traces.format import Trace
+    from kvgym.traces.format import Trace, validate
     from kvgym.traces.parquet import iter_chunks, read_pages
 
     if engine not in ENGINES:
@@ -43,12 +46,13 @@ def run(trace, scenario: Scenario, policy="lru", prefetcher=None, *, engine: str
         chunks = lambda: iter_chunks(path, chunk_rows)
         page_arr = None
     elif isinstance(trace, Trace):
+        validate(trace)  # the engines index arrays by page id without bounds checks
         pages = trace.pages
         chunks = lambda: [(trace.step, trace.page, trace.weight)]
         page_arr = trace.page
     else:
         raise ConfigError(f"trace must be a Trace or a Parquet path, got {type(trace).__name__}")
-    setup = scenario.build(pages)
+    setup = scenario.build(pages, chunks())  # accesses are read only for an auto:F capacity
     if page_arr is not None:
         setup.check_steps(trace.step, trace.page)
     pol = make_policy(policy, **policy_params) if isinstance(policy, str) else policy

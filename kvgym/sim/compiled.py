@@ -285,6 +285,12 @@ class CompiledEngine:
         self.status = self._check(st)
         return self.status
 
+    def act_slot(self, a: int) -> int:
+        """Answer the pending decision with observation slot ``a`` (observations on)."""
+        st, _ = self._engine.act_slot(int(a))
+        self.status = self._check(st)
+        return self.status
+
     def act_prefetch(self, page: int) -> int:
         """Answer the pending prefetch decision: prefetch ``page``, or ``-1`` for none."""
         st, _ = self._engine.act(int(page), True)

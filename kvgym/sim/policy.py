@@ -62,6 +62,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kvgym.errors import ConfigError, unknown_name
+from kvgym.params import check as check_param  # noqa: F401  (the policies' parameter check)
 
 
 class Policy:
@@ -178,13 +179,7 @@ def register_prefetcher(name: str):
     return deco
 
 
-def _load_builtins() -> None:
-    # Importing the baselines package registers every built-in policy and prefetcher.
-    import kvgym.baselines  # noqa: F401
-
-
 def _build(kind: str, table: dict, name: str, params: dict):
-    _load_builtins()
     if name not in table:
         raise unknown_name(kind, name, table)
     sig = inspect.signature(table[name])
@@ -210,8 +205,8 @@ def make_prefetcher(name: str, **params) -> Prefetcher:
 
 
 def policy_names() -> list[str]:
-    """Registered decode policies (serving-only ones are left out; see the module docstring)."""
-    _load_builtins()
+    """Registered decode policies (the built-ins register when ``kvgym`` is imported); serving-only
+    ones are left out (see the module docstring)."""
     return sorted(n for n, c in _POLICIES.items() if not getattr(c, "serving_only", False))
 
 
@@ -220,22 +215,20 @@ def make_admission(name: str, **params) -> Admission:
 
 
 def admission_names() -> list[str]:
-    _load_builtins()
     return sorted(_ADMISSIONS)
 
 
 def serving_policy_names() -> list[str]:
     """Every policy the serving engine runs: all but the privileged (oracle) ones."""
-    _load_builtins()
     return sorted(n for n, c in _POLICIES.items() if not getattr(c, "privileged", False))
 
 
 def prefetcher_names() -> list[str]:
-    _load_builtins()
     return sorted(_PREFETCHERS)
 
 
-def check_param(owner: str, name: str, value, ok: bool, rule: str) -> None:
-    """Raise a ConfigError naming the parameter if ``ok`` is false."""
-    if not ok:
-        raise ConfigError(f"{owner}: parameter {name}={value!r} invalid: {rule}")
+def policy_class(name: str) -> type:
+    """The class registered as ``name``."""
+    if name not in _POLICIES:
+        raise unknown_name("policy", name, _POLICIES)
+    return _POLICIES[name]

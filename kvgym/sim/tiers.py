@@ -123,7 +123,7 @@ class LinkCurve:
         b = float(nbytes)
         if queued:
             w = b / self.wire_bytes_per_us
-            return self.issue_us if self.issue_us >= w else w
+            return max(self.issue_us, w)
         x, y = self.bytes, self.us
         if b <= x[0]:
             return y[0]

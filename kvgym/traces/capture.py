@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kvgym import files
 from kvgym.errors import ConfigError, TraceError
-from kvgym.sim.geometry import ModelGeometry
+from kvgym.files import atomic_write, write_bytes
 from kvgym.traces.format import PageTable, Trace, validate
+from kvgym.traces.geometry import ModelGeometry
 
 MASS_TOL = 1e-6
 
@@ -83,14 +83,7 @@ class AttentionRecord:
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with zf.open(info, "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return path
+        return write_bytes(path, buf.getvalue(), "attention record")
 
     @classmethod
     def load(cls, path: str | Path) -> AttentionRecord:
@@ -309,29 +302,12 @@ def plot_record(rec: AttentionRecord, path: str | Path, k: int = 8, title: str |
         ax.axis("off")
     fig.suptitle(title or f"{rec.model}: attention mass per KV page ({steps} steps)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80, metadata={"Software": None})
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png", metadata={"Software": None}), "plot")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 def write_json(obj, path: str | Path) -> Path:
     """Write ``obj`` as sorted, indented JSON, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return files.write_json(path, obj, indent=1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kvgym.errors import TraceError, unknown_name
+from kvgym.files import atomic_write, write_text
 
 OFFLINE_ENV = "KVGYM_OFFLINE"
 DATA_DIR_ENV = "KVGYM_DATA_DIR"
@@ -133,10 +133,7 @@ def _expected_sha(d: Dataset, dest: Path) -> str | None:
 
 
 def _record_sha(dest: Path, digest: str) -> None:
-    rec = dest.with_name(dest.name + ".sha256")
-    tmp = rec.with_name(f".{rec.name}.tmp")
-    tmp.write_text(f"{digest}  {dest.name}\n")
-    os.replace(tmp, rec)
+    write_text(dest.with_name(dest.name + ".sha256"), f"{digest}  {dest.name}\n")
 
 
 def _verify(d: Dataset, path: Path, dest: Path) -> str:
@@ -150,16 +147,8 @@ def _verify(d: Dataset, path: Path, dest: Path) -> str:
 
 def _install(d: Dataset, src: Path, dest: Path) -> Path:
     """Verify ``src`` and copy it atomically to ``dest``; record its digest when none is known."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = _verify(d, src, dest)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), f"dataset {d.name!r}")
     if _expected_sha(d, dest) is None:
         _record_sha(dest, digest)
     return dest
@@ -205,19 +194,19 @@ def fetch(name_or_path: str | Path, *, root: str | Path | None = None, source: s
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise _by_hand(d, dest, f"{OFFLINE_ENV} is set")
     opener = urlopen or urllib.request.urlopen
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
+    got = {}
+
+    def download(tmp: Path) -> None:
+        with tmp.open("wb") as out:
             try:
                 with opener(d.url, timeout=timeout_s) as resp:
                     shutil.copyfileobj(resp, out, 1 << 20)
             except (urllib.error.URLError, OSError, ValueError) as e:
                 raise _by_hand(d, dest, f"{type(e).__name__}: {getattr(e, 'reason', e)}") from None
-        digest = _verify(d, Path(tmp), dest)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        got["digest"] = _verify(d, tmp, dest)
+
+    atomic_write(dest, download, f"dataset {d.name!r}")
+    digest = got["digest"]
     if _expected_sha(d, dest) is None:
         _record_sha(dest, digest)
     return dest

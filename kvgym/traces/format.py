@@ -8,7 +8,8 @@ A **trace** is one row per page access, in order:
 - ``weight`` (float32, optional, >= 0): attention mass of the access.
 
 The **page table** holds, per page id: ``seq`` (request), ``layer``, ``token_start``,
-``token_end`` (token span, end exclusive), ``fp16_bytes`` (> 0), and optionally ``bytes``
+``token_end`` (token span, end exclusive), ``fp16_bytes`` (in ``[1, 2**40]``, totals at most
+``2**61``), and optionally ``bytes``
 (stored bytes when an importer knows them; otherwise the scenario's quantization derives them
 from ``fp16_bytes``). ``meta`` is a JSON-serialisable dict: generator, parameters, seed,
 geometry. :func:`validate` checks every invariant and names the column and row at fault.
@@ -23,6 +24,11 @@ import numpy as np
 from kvgym.errors import TraceError
 
 PAGE_COLUMNS = ("seq", "layer", "token_start", "token_end", "fp16_bytes")
+#: Largest page, bytes (1 TiB): with at most 2**21 such pages of total, byte sums stay far from
+#: int64 overflow, and quantized footprints (``bits * scalars``) cannot overflow either.
+MAX_PAGE_BYTES = 1 << 40
+#: Largest total of a page table's bytes (fp16 or stored), so every sum of page bytes fits int64.
+MAX_TABLE_BYTES = 1 << 61
 PAGE_DTYPES = {"seq": np.int32, "layer": np.int32, "token_start": np.int64, "token_end": np.int64,
                "fp16_bytes": np.int64, "bytes": np.int64}
 
@@ -111,8 +117,14 @@ def validate_pages(pages: PageTable, source: str = "page table") -> None:
             raise TraceError(f"{source}: page column {c!r} must be integer, got {v.dtype}")
     for c in ("fp16_bytes", "bytes"):
         v = getattr(pages, c)
-        if v is not None and n and (bad := np.flatnonzero(v <= 0)).size:
+        if v is None or not n:
+            continue
+        if (bad := np.flatnonzero(v <= 0)).size:
             raise _fail(source, c, int(bad[0]), f"page bytes must be > 0, got {int(v[bad[0]])}")
+        if (bad := np.flatnonzero(v > MAX_PAGE_BYTES)).size:
+            raise _fail(source, c, int(bad[0]), f"page bytes must be <= 2**40, got {int(v[bad[0]])}")
+        if float(np.sum(v, dtype=np.float64)) > MAX_TABLE_BYTES:
+            raise TraceError(f"{source}: page column {c!r} sums to more than 2**61 bytes")
     for c in ("token_start", "layer", "seq"):
         v = getattr(pages, c)
         if n and (bad := np.flatnonzero(v < 0)).size:

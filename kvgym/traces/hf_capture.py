@@ -24,8 +24,8 @@ import inspect
 import numpy as np
 
 from kvgym.errors import ConfigError
-from kvgym.sim.geometry import ModelGeometry
 from kvgym.traces.capture import AttentionRecord
+from kvgym.traces.geometry import ModelGeometry
 
 
 def _need_transformers():

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from kvgym.errors import ConfigError, TraceError
-from kvgym.sim.geometry import PRESETS, ModelGeometry
 from kvgym.traces.capture import AttentionRecord, page_mass
+from kvgym.traces.geometry import PRESETS, ModelGeometry
 
 BOS, EOS = 1, 2
 RMS_EPS = 1e-5

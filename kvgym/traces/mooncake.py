@@ -42,10 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from kvgym.errors import ConfigError, TraceError
-from kvgym.sim.geometry import ModelGeometry
-from kvgym.sim.geometry import geometry as geometry_preset
+from kvgym.params import is_int
 from kvgym.traces.datasets import sha256_file
 from kvgym.traces.format import PageTable, Trace, validate
+from kvgym.traces.geometry import ModelGeometry
+from kvgym.traces.geometry import geometry as geometry_preset
 
 BLOCK_TOKENS = 512
 _INT64_MAX = (1 << 63) - 1
@@ -74,12 +75,8 @@ class Requests:
         return len(self.hash_ids)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _non_negative_int(v, field: str, where: str) -> int:
-    if not _is_int(v):
+    if not is_int(v):
         raise TraceError(f"{where}: {field!r} must be an integer, got {v!r:.60}")
     if not 0 <= v <= _INT64_MAX:
         raise TraceError(f"{where}: {field!r} must be in [0, 2**63), got {v}")
@@ -133,7 +130,7 @@ def read_requests(path: str | Path, *, block_tokens: int = BLOCK_TOKENS, limit: 
             if not isinstance(h, list):
                 raise TraceError(f"{where}: 'hash_ids' must be a list of integers, got {type(h).__name__}")
             for j, x in enumerate(h):
-                if not _is_int(x):
+                if not is_int(x):
                     raise TraceError(f"{where}: hash_ids[{j}] must be an integer, got {x!r:.60}")
                 if not 0 <= x <= _INT64_MAX:
                     raise TraceError(f"{where}: hash_ids[{j}] must be in [0, 2**63), got {x}")

@@ -2,13 +2,15 @@
 
 Every check raises :class:`kvgym.errors.ConfigError` with a message that names the workload,
 the parameter, the value given and the valid range, e.g.
-``workload 'streaming': window_pages=300 is larger than the context (257 pages at step 0); valid: 1 <= window_pages <= 256``.
+``workload 'topk_drift': drift=1.5 is out of range; valid: 0.0 <= drift <= 1.0``
+(:mod:`kvgym.params`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from kvgym import params
 from kvgym.errors import ConfigError
 
 
@@ -17,20 +19,13 @@ def fail(wl: str, msg: str) -> ConfigError:
 
 
 def need_int(wl: str, name: str, value: int, lo: int, hi: int | None = None, why: str = "") -> int:
-    """``lo <= value (<= hi)`` or an error stating the valid range (``why`` says where ``hi`` comes from)."""
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo} <= {name}" + (f" <= {hi}" if hi is not None else "")
-        extra = f" ({why})" if why else ""
-        raise fail(wl, f"{name}={value} is out of range{extra}; valid: {rng}")
-    return value
+    """``lo <= value (<= hi)`` (:func:`kvgym.params.need_int`; ``why`` says where ``hi`` comes from)."""
+    return params.need_int(f"workload {wl!r}", name, value, lo, hi, why)
 
 
 def need_float(wl: str, name: str, value: float, lo: float, hi: float | None = None, *, lo_open: bool = False) -> float:
-    bad = (value <= lo if lo_open else value < lo) or (hi is not None and value > hi) or not np.isfinite(value)
-    if bad:
-        rng = f"{lo} {'<' if lo_open else '<='} {name}" + (f" <= {hi}" if hi is not None else "")
-        raise fail(wl, f"{name}={value} is out of range; valid: {rng}")
-    return value
+    """A finite number in range (:func:`kvgym.params.need_num`)."""
+    return params.need_num(f"workload {wl!r}", name, value, lo, hi, lo_open=lo_open)
 
 
 def sample_rows(rng: np.random.Generator, rows: int, population: int, k: int) -> np.ndarray:

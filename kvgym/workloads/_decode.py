@@ -38,8 +38,8 @@ import numba
 import numpy as np
 
 from kvgym.errors import ConfigError
-from kvgym.sim.geometry import ModelGeometry, geometry
 from kvgym.traces.format import PageTable, Trace
+from kvgym.traces.geometry import ModelGeometry, geometry
 from kvgym.workloads import report_progress
 from kvgym.workloads._common import fail, need_float, need_int
 

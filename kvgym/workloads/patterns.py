@@ -7,7 +7,7 @@ accesses). The original drew its page sizes at random around 4.1-4.7 KB; here ev
 ``page_bytes`` (4,096 by default) so sizes never confound a policy comparison.
 
 These generators reproduce each *pattern*, not the original's random stream: the exact original
-traces, for cell-by-cell parity, are data in ``../shared/parity/`` (:mod:`kvgym.traces.parity`).
+traces, for cell-by-cell parity, are data in ``../shared/parity/`` (:mod:`kvgym.bench.parity`).
 Everything is vectorized numpy, so ``length`` can be millions.
 """
 

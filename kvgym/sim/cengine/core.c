@@ -20,6 +20,8 @@ static void obs_touch(Engine *e, int32_t p);                   /* recency list (
 static void obs_enter(Engine *e, int32_t p);
 static void obs_leave(Engine *e, int32_t p);
 static void obs_victim(Engine *e, int32_t v);
+static void obs_pin(Engine *e, int32_t p);
+static void obs_unpin(Engine *e, int32_t p);
 static int obs_eviction(Engine *e);
 static int obs_prefetch(Engine *e);
 static int obs_on(Engine *e);
@@ -52,9 +54,9 @@ static double link_time(const Link *L, int64_t bytes, int queued) {
 
 static void charge(Engine *e, int src, int dst, int32_t p, int kind) {
     const Link *L = &e->link[src][dst];
-    int64_t bytes = e->size[p];
+    int64_t bytes = e->info[p].size;
     if (e->serial) {
-        e->clk.serial_total += link_time(L, bytes, 0) + e->decode[p];
+        e->clk.serial_total += link_time(L, bytes, 0) + e->info[p].decode;
         return;
     }
     int li = src > dst ? src : dst;
@@ -101,7 +103,7 @@ static void add_page(Engine *e, int32_t p, int t) {
     g->tier = (int8_t)t;
     g->ins = e->ins_ctr++;
     T->n++;
-    T->used += e->size[p];
+    T->used += e->info[p].size;
     if (T->used > e->m.peak_bytes[t]) e->m.peak_bytes[t] = T->used;
     if (pinned(e, p)) T->npin++;
     if (t > 0 || e->track_order) ls_push_back(&T->order, e->oprev, e->onext, p, 0);
@@ -112,7 +114,7 @@ static void remove_page(Engine *e, int32_t p, int t) {
     Tier *T = &e->t[t];
     e->pg[p].tier = -1;
     T->n--;
-    T->used -= e->size[p];
+    T->used -= e->info[p].size;
     if (pinned(e, p)) T->npin--;
     if (t > 0 || e->track_order) ls_remove(&T->order, e->oprev, e->onext, p, 0);
     if (t == 0 && obs_on(e)) obs_leave(e, p);
@@ -143,7 +145,7 @@ static void evict(Engine *e, int32_t v, int t) {
         if (e->err) return;
         add_page(e, v, t + 1);
         charge(e, t, t + 1, v, 2);
-        e->m.link_bytes_demotion[t + 1] += e->size[v];
+        e->m.link_bytes_demotion[t + 1] += e->info[v].size;
         tier_enter(e, v, t + 1);
     }
 }
@@ -158,7 +160,7 @@ static int32_t tier_choose(Engine *e, int t) {
 /* Make room in tier t >= 1 (or tier 0 under a compiled chooser) for page x. */
 static void make_room(Engine *e, int t, int32_t x) {
     Tier *T = &e->t[t];
-    int64_t need = e->size[x];
+    int64_t need = e->info[x].size;
     while (T->used + need > T->cap) {
         if (T->n - T->npin <= 0) { fail(e, E_PINNED, t, x); return; }
         int32_t v = tier_choose(e, t);
@@ -190,24 +192,31 @@ static void step_begin(Engine *e) {
     e->step_misses = 0;
     e->npf = 0;
     e->n_spages = 0;
+    e->step_bytes = 0;
     int64_t stamp = e->stamp, fp16sum = 0, nlay = 0;
     double dec = 0.0;
     int64_t *mlay = e->mark64, *mseq = e->mark64 + e->n_layers;
     for (int64_t j = e->cur; j < e->end; j++) {
+        if (j + 8 < e->end) {  /* the pages' records are random reads: start them early */
+            __builtin_prefetch(&e->pg[e->page[j + 8]]);
+            __builtin_prefetch(&e->info[e->page[j + 8]]);
+        }
         int32_t p = (int32_t)e->page[j];
-        dec += e->decode[p];
-        int32_t q = e->seq[p];
+        dec += e->info[p].decode;
+        int32_t q = e->info[p].seq;
         if (mseq[q] != stamp) { mseq[q] = stamp; e->m.tokens++; }
         PageState *g = &e->pg[p];
         if (g->pin == stamp) continue;
         g->pin = stamp;
         e->spages[e->n_spages++] = p;
-        fp16sum += e->fp16[p];
-        int32_t l = e->layer[p];
+        fp16sum += e->info[p].fp16;
+        e->step_bytes += e->info[p].size;
+        int32_t l = e->info[p].layer;
         if (mlay[l] != stamp) { mlay[l] = stamp; nlay++; }
         int t = g->tier;
         if (t >= 0) {
             e->t[t].npin++;
+            if (t == 0 && obs_on(e)) obs_pin(e, p);
             int key = e->t[t].key;
             if (key == K_OWN) pol_pin(e, p, t);
             else if ((key == K_LAST || key == K_POLICY) && e->hpos[p] != NIL) ih_remove(&e->t[t].heap, e->hpos, p);
@@ -226,6 +235,7 @@ static void step_end(Engine *e) {
     int t0key = e->t[0].key;
     for (int64_t i = 0; i < e->n_spages; i++) {
         int32_t p = e->spages[i];
+        if (obs_on(e)) obs_unpin(e, p);
         if (t0key == K_OWN) pol_unpin(e, p);
         else if (t0key == K_LAST || t0key == K_POLICY) tier_heap_push(e, p, 0);
     }
@@ -275,7 +285,7 @@ static void do_access(Engine *e) {
         e->m.hits++;
         e->m.tier_hits[0]++;
         if (e->serial) {
-            e->clk.serial_total += e->hit_base_us + e->decode[p];
+            e->clk.serial_total += e->hit_base_us + e->info[p].decode;
         } else if (!isnan(g->ready)) {  /* a prefetch still in flight: wait for it */
             double r = g->ready;
             g->ready = NAN;
@@ -315,8 +325,8 @@ static void place_incoming(Engine *e) {
     e->pg[p].insert_step = e->s;
     if (e->src >= 0) {
         charge(e, e->src, 0, p, e->kind);
-        if (e->kind == 0) e->m.link_bytes_demand[e->src] += e->size[p];
-        else e->m.link_bytes_prefetch[e->src] += e->size[p];
+        if (e->kind == 0) e->m.link_bytes_demand[e->src] += e->info[p].size;
+        else e->m.link_bytes_prefetch[e->src] += e->info[p].size;
     }
     pol_on_insert(e, p, 0);
     if (e->err) return;
@@ -386,7 +396,7 @@ static int advance(Engine *e) {
         case PH_ROOM: {
             Tier *T = &e->t[0];
             int32_t p = e->incoming;
-            if (T->used + e->size[p] > T->cap) {
+            if (T->used + e->info[p].size > T->cap) {
                 if (T->n - T->npin <= 0) { fail(e, E_PINNED, 0, p); break; }
                 if (e->external) return obs_eviction(e) ? ST_EVICT : ST_ERROR;
                 int32_t v = tier_choose(e, 0);

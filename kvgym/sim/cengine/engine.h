@@ -3,6 +3,14 @@
 #define KV_ENGINE_H
 #include "kv.h"
 
+/* Static per-page data packed in one record (the hot paths read them together). */
+typedef struct {
+    int64_t size;         /* stored bytes under the scenario's quantization */
+    int64_t fp16;         /* fp16 bytes (attention reads) */
+    double decode;        /* dequantization µs per use */
+    int32_t layer, seq;
+} PageInfo;
+
 /* Metrics (kvgym/sim/metrics.py defines each field). */
 typedef struct {
     int64_t accesses, hits, misses, full_misses, first_touch_misses, steps, tokens;
@@ -39,9 +47,8 @@ typedef struct Prefetcher Prefetcher;
 struct Engine {
     /* ---- pages (read-only) ---- */
     int64_t n_pages;
-    const int64_t *size, *fp16, *tok_start, *tok_end;
-    const int32_t *layer, *seq;
-    const double *decode;
+    PageInfo *info;
+    const int64_t *tok_start, *tok_end;
     int64_t n_layers, n_seqs;
     /* ---- the trace in memory (env mode, or the current chunk) ---- */
     const int64_t *step, *page;
@@ -72,6 +79,7 @@ struct Engine {
     int64_t cur_obs;         /* local index of the access being processed (observation) */
     int64_t begin, end;      /* local range of the current step */
     int64_t step_misses;     /* demand misses of the current step */
+    int64_t step_bytes;      /* stored bytes of the current step's distinct pages */
     int64_t n_pending;
     Clock clk;
     Counters m;

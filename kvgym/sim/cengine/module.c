@@ -26,6 +26,8 @@ typedef struct {
     int64_t *pf_py;       /* Python prefetcher output buffer */
     int64_t *view;        /* env: decision and totals, refreshed after each call */
     double *fview;
+    int status;           /* env: the pending decision (ST_EVICT, ST_PREFETCH) or ST_DONE */
+    double prev[3];       /* env: stall µs, misses, bytes at the previous decision (rewards) */
 } EngineObject;
 
 static void *getbuf(EngineObject *self, PyObject *o, Py_ssize_t item, Py_ssize_t n, int writable, const char *name) {
@@ -61,7 +63,7 @@ static void policy_free(Policy *P, int nt) {
 static void Engine_dealloc(EngineObject *self) {
     Engine *e = &self->e;
     for (int t = 0; t < KV_MAX_TIERS; t++) ih_free(&e->t[t].heap);
-    free(e->hpos); free(e->oprev); free(e->onext); free(e->spages); free(e->mark64); free(e->pf_list);
+    free(e->info); free(e->hpos); free(e->oprev); free(e->onext); free(e->spages); free(e->mark64); free(e->pf_list);
     policy_free(&self->pol, e->nt);
     Prefetcher *F = &self->pre;
     free(F->mark); free(F->cur); free(F->nxt);
@@ -112,13 +114,21 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
     int64_t n = probe.len / 8;
     PyBuffer_Release(&probe);
     e->n_pages = n;
-    REQ(e->size, getbuf(self, o_size, 8, n, 0, "size"));
-    REQ(e->fp16, getbuf(self, o_fp16, 8, n, 0, "fp16"));
-    REQ(e->layer, getbuf(self, o_layer, 4, n, 0, "layer"));
-    REQ(e->seq, getbuf(self, o_seq, 4, n, 0, "seq"));
+    const int64_t *size, *fp16;
+    const int32_t *layer, *seq;
+    const double *decode;
+    REQ(size, getbuf(self, o_size, 8, n, 0, "size"));
+    REQ(fp16, getbuf(self, o_fp16, 8, n, 0, "fp16"));
+    REQ(layer, getbuf(self, o_layer, 4, n, 0, "layer"));
+    REQ(seq, getbuf(self, o_seq, 4, n, 0, "seq"));
     REQ(e->tok_start, getbuf(self, o_ts, 8, n, 0, "tok_start"));
     REQ(e->tok_end, getbuf(self, o_te, 8, n, 0, "tok_end"));
-    REQ(e->decode, getbuf(self, o_dec, 8, n, 0, "decode"));
+    REQ(decode, getbuf(self, o_dec, 8, n, 0, "decode"));
+    e->info = malloc((size_t)(n ? n : 1) * sizeof(PageInfo));
+    if (!e->info) { PyErr_NoMemory(); return -1; }
+    for (int64_t i = 0; i < n; i++) {
+        e->info[i] = (PageInfo){size[i], fp16[i], decode[i], layer[i], seq[i]};
+    }
     REQ(e->pg, getbuf(self, o_state, sizeof(PageState), n, 1, "state"));
     if (PyObject_GetBuffer(o_tiers, &probe, PyBUF_SIMPLE) < 0) return -1;
     int nt = (int)(probe.len / (Py_ssize_t)sizeof(TierSpec));
@@ -206,7 +216,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
         if (!P->prev || !P->next || !P->where) { PyErr_NoMemory(); return -1; }
     }
     int64_t cap0 = e->t[0].cap;
-    if (cap0 == INT64_MAX) { cap0 = 0; for (int64_t i = 0; i < n; i++) cap0 += e->size[i]; }
+    if (cap0 == INT64_MAX) { cap0 = 0; for (int64_t i = 0; i < n; i++) cap0 += e->info[i].size; }
     switch (policy_id) {
     case P_LFU: case P_CLOCK: case P_SIEVE:
         P->cnt = zalloc(n, 8); P->aux = zalloc(n, 8);
@@ -242,7 +252,7 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
         P->val = zalloc(n, 8);
         P->aux = malloc((size_t)(n ? n : 1) * 8);
         if (!P->page_group || !P->kib || !P->val || !P->aux) { PyErr_NoMemory(); return -1; }
-        for (int64_t i = 0; i < n; i++) { P->kib[i] = (double)e->size[i] / 1024.0; P->aux[i] = -1; }
+        for (int64_t i = 0; i < n; i++) { P->kib[i] = (double)e->info[i].size / 1024.0; P->aux[i] = -1; }
         break;
     case P_BELADY: case P_BELADY_SIZE:
         if (!e->next_pos) { PyErr_SetString(PyExc_ValueError, "engine: an oracle policy needs the future"); return -1; }
@@ -257,10 +267,10 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
             HMap m; if (hm_init(&m, 16) < 0) { PyErr_NoMemory(); return -1; }
             int64_t maxs = 1;
             for (int64_t i = 0; i < n; i++) {
-                int64_t *c = hm_find(&m, e->size[i]);
-                if (!c) { hm_put(&m, e->size[i], P->n_sclass); P->sclass[i] = (int32_t)P->n_sclass++; }
+                int64_t *c = hm_find(&m, e->info[i].size);
+                if (!c) { hm_put(&m, e->info[i].size, P->n_sclass); P->sclass[i] = (int32_t)P->n_sclass++; }
                 else P->sclass[i] = (int32_t)*c;
-                if (e->size[i] > maxs) maxs = e->size[i];
+                if (e->info[i].size > maxs) maxs = e->info[i].size;
             }
             hm_free(&m);
             P->sroot = nil32((int64_t)nt * (P->n_sclass ? P->n_sclass : 1));
@@ -368,10 +378,33 @@ static PyObject *Engine_enable_obs(EngineObject *self, PyObject *args) {
     o->ring = malloc((size_t)o->ring_n * 8);
     if (!o->rprev || !o->rnext || !o->slots || !o->slot_of || !o->mark || !o->ring) return PyErr_NoMemory();
     for (int64_t i = 0; i < n; i++) o->mark[i] = -1;
-    o->rhead = o->rtail = NIL;
+    o->rhead = o->rtail = o->rcursor = NIL;
+    o->rcstamp = -1;
     o->belady_shown = -1;
     e->obs = o;
     Py_RETURN_NONE;
+}
+
+static void refresh_view(EngineObject *self);
+static int act_slot(EngineObject *self, int64_t a);
+static double take_reward(EngineObject *self, int kind);
+
+static PyObject *Engine_act_slot(EngineObject *self, PyObject *args) {
+    long long a;
+    if (!PyArg_ParseTuple(args, "L", &a)) return NULL;
+    if (!self->view || (self->status != ST_EVICT && self->status != ST_PREFETCH) || a < 0 || a >= self->obs.k
+        || !self->obs.mask[a]) {
+        PyErr_Format(PyExc_ValueError, "engine: action %lld is not valid for the pending decision", a);
+        return NULL;
+    }
+    return status_result(self, act_slot(self, a));
+}
+
+static PyObject *Engine_take_reward(EngineObject *self, PyObject *args) {
+    int kind;
+    if (!PyArg_ParseTuple(args, "i", &kind)) return NULL;
+    if (!self->view || kind < 0 || kind > 2) { PyErr_SetString(PyExc_ValueError, "engine: no observations or bad reward kind"); return NULL; }
+    return PyFloat_FromDouble(take_reward(self, kind));
 }
 
 static void refresh_view(EngineObject *self) {
@@ -428,6 +461,7 @@ static PyObject *Engine_feed(EngineObject *self, PyObject *args) {
 static PyObject *status_result(EngineObject *self, int st) {
     Engine *e = &self->e;
     refresh_view(self);
+    self->status = st;
     if (st == ST_ERROR && e->err == E_INTERNAL && e->err_tier == -2 && PyErr_Occurred()) return NULL;
     if (st == ST_ERROR && e->err == E_INTERNAL && !PyErr_Occurred() && e->err_tier != -2) {
         /* allocation failure or a broken invariant */
@@ -435,6 +469,31 @@ static PyObject *status_result(EngineObject *self, int st) {
     if (st == ST_NEED) return Py_BuildValue("(iL)", 3, (long long)e->cur);
     return Py_BuildValue("(iL)", st, (long long)e->cur);
 }
+
+/* Apply action slot a to the pending decision (the mask was checked): an eviction victim, or for a
+ * prefetch decision slot 0 = none and slot i = sel[i - 1]. Returns the new status. */
+static int act_slot(EngineObject *self, int64_t a) {
+    Engine *e = &self->e;
+    Obs *o = &self->obs;
+    o->decisions++;
+    int st = self->status == ST_EVICT ? act_evict(e, (int32_t)o->sel[a]) : act_prefetch(e, a > 0 ? (int32_t)o->sel[a - 1] : -1);
+    refresh_view(self);
+    self->status = st;
+    return st;
+}
+
+/* The reward of the last step: minus the growth of stall µs (kind 0), misses (1) or bytes (2). */
+static double take_reward(EngineObject *self, int kind) {
+    double now[3] = {self->fview[0], (double)self->view[6], (double)self->view[7]};
+    double r = -(now[kind] - self->prev[kind]);
+    memcpy(self->prev, now, sizeof now);
+    return r;
+}
+
+/* step_batch(engines, actions, skip, rewards, done, reward_kind, scale): one action per engine (an
+ * env of a vector env), each run to its next decision; rewards and done written per engine. Engines
+ * marked in skip are left alone (their episode is being reset). */
+static PyObject *mod_step_batch(PyObject *m, PyObject *args);
 
 static PyObject *Engine_act(EngineObject *self, PyObject *args) {
     long long v;
@@ -509,6 +568,8 @@ static PyObject *Engine_counters(EngineObject *self, PyObject *Py_UNUSED(a)) {
 static PyMethodDef Engine_methods[] = {
     {"feed", (PyCFunction)Engine_feed, METH_VARARGS, "feed(step, page, weight, pos_base, more) -> (status, consumed)"},
     {"enable_obs", (PyCFunction)Engine_enable_obs, METH_VARARGS, "observations for the envs"},
+    {"act_slot", (PyCFunction)Engine_act_slot, METH_VARARGS, "act_slot(a) -> (status, pos): answer the pending decision with slot a"},
+    {"take_reward", (PyCFunction)Engine_take_reward, METH_VARARGS, "take_reward(kind) -> minus the growth since the last call"},
     {"act", (PyCFunction)Engine_act, METH_VARARGS, "act(page, prefetch) -> (status, pos)"},
     {"choose", (PyCFunction)Engine_choose, METH_NOARGS, "the attached policy's victim for the pending decision"},
     {"error", (PyCFunction)Engine_error, METH_NOARGS, "(code, tier, page, step) of the error"},
@@ -550,36 +611,83 @@ static PyObject *fields(void) {
 
 static PyObject *mod_layouts(PyObject *m, PyObject *Py_UNUSED(a)) { (void)m; return fields(); }
 
-/* check_steps(step, page, size, cap) -> None, or (step, bytes) of the first step whose distinct pages
- * alone need more than cap bytes (they are all pinned together). Steps are non-decreasing. */
-static PyObject *mod_check_steps(PyObject *m, PyObject *args) {
+static PyObject *mod_step_batch(PyObject *m, PyObject *args) {
     (void)m;
-    Py_buffer bs, bp, bz;
-    long long cap;
-    if (!PyArg_ParseTuple(args, "y*y*y*L", &bs, &bp, &bz, &cap)) return NULL;
+    PyObject *engines;
+    Py_buffer ba, bs, br, bd;
+    int kind;
+    double scale;
+    if (!PyArg_ParseTuple(args, "O!y*y*w*w*id", &PyTuple_Type, &engines, &ba, &bs, &br, &bd, &kind, &scale)) return NULL;
     PyObject *res = NULL;
-    int64_t n = bs.len / 8, np_ = bz.len / 8;
+    Py_ssize_t n = PyTuple_GET_SIZE(engines);
+    if (ba.len != n * 8 || bs.len != n || br.len != n * 8 || bd.len != n || kind < 0 || kind > 2) {
+        PyErr_SetString(PyExc_ValueError, "step_batch: actions int64[N], skip/done uint8[N], rewards float64[N]");
+        goto done;
+    }
+    const int64_t *act = ba.buf;
+    const uint8_t *skip = bs.buf;
+    double *rew = br.buf;
+    uint8_t *dn = bd.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* check every action before acting on any */
+        EngineObject *x = (EngineObject *)PyTuple_GET_ITEM(engines, i);
+        if (!PyObject_TypeCheck((PyObject *)x, &EngineType) || !x->view) { PyErr_SetString(PyExc_TypeError, "step_batch: engines with observations"); goto done; }
+        if (skip[i]) continue;
+        int64_t a = act[i];
+        if ((x->status != ST_EVICT && x->status != ST_PREFETCH) || a < 0 || a >= x->obs.k || !x->obs.mask[a]) {
+            PyErr_Format(PyExc_ValueError, "action %lld of env %zd is invalid for its decision (action_mask %s)",
+                         (long long)a, i, x->status == ST_DONE ? "empty: the episode is over" : "has it at 0");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        EngineObject *x = (EngineObject *)PyTuple_GET_ITEM(engines, i);
+        if (skip[i]) { rew[i] = 0.0; dn[i] = 0; continue; }
+        int st = act_slot(x, act[i]);
+        if (st == ST_ERROR) {
+            Engine *e = &x->e;
+            PyErr_Format(PyExc_RuntimeError, "env %zd: engine error %d (tier %d, page %lld, step %lld)", i, e->err,
+                         e->err_tier, (long long)e->err_page, (long long)e->err_step);
+            goto done;
+        }
+        rew[i] = take_reward(x, kind) * scale;
+        dn[i] = st == ST_DONE;
+    }
+    res = Py_None; Py_INCREF(res);
+done:
+    PyBuffer_Release(&ba); PyBuffer_Release(&bs); PyBuffer_Release(&br); PyBuffer_Release(&bd);
+    return res;
+}
+
+/* step_bytes(step, page, size, out): out[k] = bytes of the distinct pages of the k-th step (steps are
+ * non-decreasing; they are all pinned together). One pass with a mark array. */
+static PyObject *mod_step_bytes(PyObject *m, PyObject *args) {
+    (void)m;
+    Py_buffer bs, bp, bz, bo;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &bs, &bp, &bz, &bo)) return NULL;
+    PyObject *res = NULL;
+    int64_t n = bs.len / 8, np_ = bz.len / 8, nsteps = bo.len / 8;
     const int64_t *step = bs.buf, *page = bp.buf, *size = bz.buf;
-    int64_t *mark = NULL;
-    if (bp.len != bs.len) { PyErr_SetString(PyExc_ValueError, "check_steps: step and page lengths differ"); goto done; }
+    int64_t *out = bo.buf, *mark = NULL;
+    if (bp.len != bs.len) { PyErr_SetString(PyExc_ValueError, "step_bytes: step and page lengths differ"); goto done; }
     mark = malloc((size_t)(np_ ? np_ : 1) * 8);
     if (!mark) { PyErr_NoMemory(); goto done; }
     for (int64_t i = 0; i < np_; i++) mark[i] = -1;
-    int64_t i = 0;
+    int64_t i = 0, k = 0;
     while (i < n) {
+        if (k >= nsteps) { PyErr_SetString(PyExc_ValueError, "step_bytes: more steps than out holds"); goto done; }
         int64_t s = step[i], bytes = 0, j = i;
         for (; j < n && step[j] == s; j++) {
             int64_t p = page[j];
-            if (p < 0 || p >= np_) { PyErr_SetString(PyExc_ValueError, "check_steps: page id outside the table"); goto done; }
+            if (p < 0 || p >= np_) { PyErr_SetString(PyExc_ValueError, "step_bytes: page id outside the table"); goto done; }
             if (mark[p] != i) { mark[p] = i; bytes += size[p]; }
         }
-        if (bytes > cap) { res = Py_BuildValue("(LL)", (long long)s, (long long)bytes); goto done; }
+        out[k++] = bytes;
         i = j;
     }
     res = Py_None; Py_INCREF(res);
 done:
     free(mark);
-    PyBuffer_Release(&bs); PyBuffer_Release(&bp); PyBuffer_Release(&bz);
+    PyBuffer_Release(&bs); PyBuffer_Release(&bp); PyBuffer_Release(&bz); PyBuffer_Release(&bo);
     return res;
 }
 
@@ -613,8 +721,9 @@ static PyObject *mod_next_use(PyObject *m, PyObject *args) {
 
 static PyMethodDef mod_methods[] = {
     {"layouts", mod_layouts, METH_NOARGS, "record layouts: {'page': [(name, offset, dtype, size)], ...}"},
-    {"check_steps", mod_check_steps, METH_VARARGS, "check_steps(step, page, size, cap) -> None or (step, bytes)"},
+    {"step_bytes", mod_step_bytes, METH_VARARGS, "step_bytes(step, page, size, out): distinct-page bytes of each step"},
     {"next_use", mod_next_use, METH_VARARGS, "next_use(page, next_pos_out, first_pos_out)"},
+    {"step_batch", mod_step_batch, METH_VARARGS, "step_batch(engines, actions, skip, rewards, done, kind, scale)"},
     {NULL}};
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_engine", "kvgym's compiled engine", -1, mod_methods, NULL, NULL, NULL, NULL};

@@ -15,7 +15,10 @@ typedef struct {
     /* tier 0 in order of last use (LRU order) */
     int32_t *rprev, *rnext;
     int32_t rhead, rtail;
-    /* tier 0's residents as slots (append on entry, swap-remove on exit): sampling draws from them */
+    int32_t rcursor;      /* every page before it is pinned in step rcstamp (walks resume there) */
+    int64_t rcstamp;
+    /* the eligible pages (unpinned tier-0 residents) as an array: a page is appended when it becomes
+     * eligible and swap-removed when it stops being eligible; sampling draws from it */
     int32_t *slots, *slot_of;
     int64_t n_slots;
     int64_t *mark;
@@ -58,24 +61,37 @@ static inline uint64_t decision_seed(uint64_t seed, uint64_t decision) { return 
 static inline int64_t rkey(const Engine *e, int32_t p) { return e->pg[p].used; }  /* LRU order */
 
 /* ----------------------------------------------------------- tier-0 bookkeeping ---- */
-static void obs_enter(Engine *e, int32_t p) {
-    Obs *o = e->obs;
+static void elig_add(Obs *o, int32_t p) {
     o->slot_of[p] = (int32_t)o->n_slots;
     o->slots[o->n_slots++] = p;
+}
+static void elig_del(Obs *o, int32_t p) {
+    int64_t i = o->slot_of[p];
+    if (i == NIL) return;
+    int64_t last = --o->n_slots;
+    o->slots[i] = o->slots[last];
+    o->slot_of[o->slots[i]] = (int32_t)i;
+    o->slot_of[p] = NIL;
+}
+static void obs_pin(Engine *e, int32_t p) { elig_del(e->obs, p); }    /* a tier-0 page of the new step */
+static void obs_unpin(Engine *e, int32_t p) { elig_add(e->obs, p); }  /* step end: p is in tier 0 */
+static void obs_enter(Engine *e, int32_t p) {
+    Obs *o = e->obs;
+    if (e->pg[p].pin != e->stamp) elig_add(o, p);
     o->rprev[p] = o->rtail; o->rnext[p] = NIL;
     if (o->rtail != NIL) o->rnext[o->rtail] = p; else o->rhead = p;
     o->rtail = p;
+    if (o->rcursor == NIL) o->rcursor = p;
 }
 static void obs_unlink(Obs *o, int32_t p) {
     int32_t a = o->rprev[p], b = o->rnext[p];
+    if (o->rcursor == p) o->rcursor = b;
     if (a != NIL) o->rnext[a] = b; else o->rhead = b;
     if (b != NIL) o->rprev[b] = a; else o->rtail = a;
 }
 static void obs_leave(Engine *e, int32_t p) {
     Obs *o = e->obs;
-    int64_t i = o->slot_of[p], last = --o->n_slots;
-    o->slots[i] = o->slots[last];
-    o->slot_of[o->slots[i]] = (int32_t)i;
+    elig_del(o, p);
     obs_unlink(o, p);
 }
 static void obs_touch(Engine *e, int32_t p) {  /* an access: a tier-0 page's key becomes current */
@@ -85,6 +101,7 @@ static void obs_touch(Engine *e, int32_t p) {  /* an access: a tier-0 page's key
     o->rprev[p] = o->rtail; o->rnext[p] = NIL;
     if (o->rtail != NIL) o->rnext[o->rtail] = p; else o->rhead = p;
     o->rtail = p;
+    if (o->rcursor == NIL) o->rcursor = p;
 }
 static void obs_victim(Engine *e, int32_t v) {
     Obs *o = e->obs;
@@ -117,15 +134,18 @@ static int obs_reserve(Engine *e, int64_t n) {
     o->buf_cap = c;
     return 0;
 }
-/* The m least recently used unpinned tier-0 pages not marked, in that order, into out. */
+/* The m least recently used unpinned tier-0 pages not marked, in that order, into out. The walk
+ * starts past the pinned pages at the head (a cursor kept for the step: O(1) amortized). */
 static int64_t walk_tail(Engine *e, int64_t m, int64_t *out) {
     Obs *o = e->obs;
     int64_t n = 0, st = o->mstamp;
-    for (int32_t p = o->rhead; p != NIL && n < m; p = o->rnext[p])
+    if (o->rcstamp != e->stamp) { o->rcstamp = e->stamp; o->rcursor = o->rhead; }
+    while (o->rcursor != NIL && e->pg[o->rcursor].pin == e->stamp) o->rcursor = o->rnext[o->rcursor];
+    for (int32_t p = o->rcursor; p != NIL && n < m; p = o->rnext[p])
         if (e->pg[p].pin != e->stamp && o->mark[p] != st) out[n++] = p;
     return n;
 }
-/* Up to s unpinned, unmarked pages drawn by rejection from tier 0's slots (SplitMix64 stream). */
+/* Up to s unmarked eligible pages drawn by rejection (SplitMix64 stream) from the eligible array. */
 static int64_t sample_slots(Engine *e, int64_t s, uint64_t dseed, int64_t *out) {
     Obs *o = e->obs;
     int64_t got = 0, tries = 64 * s, cnt = o->n_slots;
@@ -133,7 +153,7 @@ static int64_t sample_slots(Engine *e, int64_t s, uint64_t dseed, int64_t *out) 
     for (int64_t i = 0; got < s && i < tries; i++) {
         uint64_t z = splitmix64(dseed + (uint64_t)i * 0x9E3779B97F4A7C15ULL);
         int32_t q = o->slots[(int64_t)(((z >> 32) * (uint64_t)cnt) >> 32)];
-        if (e->pg[q].pin != e->stamp && o->mark[q] != o->mstamp) {
+        if (o->mark[q] != o->mstamp) {
             o->mark[q] = o->mstamp;
             out[got++] = q;
         }
@@ -143,12 +163,16 @@ static int64_t sample_slots(Engine *e, int64_t s, uint64_t dseed, int64_t *out) 
 
 /* ------------------------------------------------------------------- features ---- */
 static double refetch_us(Engine *e, int32_t p, int t) {
-    return (t == 0 ? 0.0 : link_time(&e->link[t][0], e->size[p], 0)) + e->decode[p];
+    return (t == 0 ? 0.0 : link_time(&e->link[t][0], e->info[p].size, 0)) + e->info[p].decode;
 }
 static void fill_features(Engine *e, int64_t n, int64_t offset, int phase) {
     Obs *o = e->obs;
     int nt = e->nt;
     memset(o->obs_c, 0, (size_t)(o->k * o->f) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {  /* start the candidates' random reads early */
+        __builtin_prefetch(&e->pg[o->sel[i]]);
+        __builtin_prefetch(&e->info[o->sel[i]]);
+    }
     for (int64_t i = 0; i < n; i++) {
         int32_t p = (int32_t)o->sel[i];
         const PageState *g = &e->pg[p];
@@ -160,20 +184,15 @@ static void fill_features(Engine *e, int64_t n, int64_t offset, int phase) {
         r[0] = (float)(last < 0 ? 1.0 : sq((double)(e->s - last), TAU_STEPS));
         r[1] = (float)sq((double)g->freq, TAU_FREQ);
         r[2] = (float)sq(g->weight_sum, TAU_WEIGHT);
-        r[3] = (float)((double)e->size[p] / o->max_size);
+        r[3] = (float)((double)e->info[p].size / o->max_size);
         r[4] = (float)(nt > 1 ? (double)t / (double)(nt - 1) : 0.0);
         r[5] = (float)sq(refetch_us(e, p, t), TAU_US);
-        r[6] = (float)((double)e->layer[p] / o->max_layer);
+        r[6] = (float)((double)e->info[p].layer / o->max_layer);
         r[7] = (float)(g->insert_step < 0 ? 1.0 : sq((double)(e->s - g->insert_step), TAU_STEPS));
         r[8] = (float)sq((double)g->regret, TAU_REGRET);
         r[9] = (float)(g->evict_step < 0 ? 1.0 : sq((double)(e->s - g->evict_step), TAU_STEPS));
         r[10] = (float)(g->pending ? 1.0 : 0.0);
     }
-}
-static int64_t step_bytes(Engine *e) {
-    int64_t b = 0;
-    for (int64_t i = 0; i < e->n_spages; i++) b += e->size[e->spages[i]];
-    return b;
 }
 static void fill_context(Engine *e, int phase) {
     Obs *o = e->obs;
@@ -192,7 +211,7 @@ static void fill_context(Engine *e, int phase) {
     int j = 2 * nt - 1;
     int64_t cap0 = e->t[0].cap;
     out[j] = (float)(e->n_acc > 0 ? (double)(e->cur_obs + 1) / (double)e->n_acc : 0.0);
-    double pr = cap0 != INT64_MAX ? (double)step_bytes(e) / (double)cap0 : 0.0;
+    double pr = cap0 != INT64_MAX ? (double)e->step_bytes / (double)cap0 : 0.0;
     out[j + 1] = (float)(pr < 1.0 ? pr : 1.0);
     out[j + 2] = (float)(e->m.accesses > 0 ? (double)e->m.misses / (double)e->m.accesses : 0.0);
     out[j + 3] = (float)((double)o->n_elig / (double)(o->n_elig + o->k));
@@ -242,7 +261,7 @@ static int obs_eviction(Engine *e) {
 
 static inline int64_t pool_add(Engine *e, int64_t q, int64_t n, int64_t room) {
     Obs *o = e->obs;
-    if (q >= 0 && e->pg[q].tier != 0 && o->mark[q] != o->mstamp && e->size[q] <= room) {
+    if (q >= 0 && e->pg[q].tier != 0 && o->mark[q] != o->mstamp && e->info[q].size <= room) {
         o->mark[q] = o->mstamp;
         o->sel[n] = q;
         return n + 1;
@@ -253,7 +272,7 @@ static inline int64_t pool_add(Engine *e, int64_t q, int64_t n, int64_t room) {
  * tier-0 victims, then blocks further ahead of the step's pages. */
 static int obs_prefetch(Engine *e) {
     Obs *o = e->obs;
-    int64_t k = o->k, n = 0, room = e->t[0].cap - step_bytes(e);
+    int64_t k = o->k, n = 0, room = e->t[0].cap - e->step_bytes;
     o->mstamp++;
     int64_t nb = e->end - e->begin;
     if (obs_reserve(e, nb) < 0) { e->err = E_INTERNAL; return 0; }

@@ -10,7 +10,7 @@
 #define LEVEL (((int64_t)1) << 40)
 
 static inline int pinned_(const Engine *e, int32_t p) { return e->pg[p].pin == e->stamp; }
-static inline int64_t sizeof_(const Engine *e, int32_t p) { return e->size[p]; }
+static inline int64_t sizeof_(const Engine *e, int32_t p) { return e->info[p].size; }
 
 /* ============================================================== Python hooks ===== */
 static int py_call3(Engine *e, PyObject *obj, const char *name, int64_t a, int64_t b, int64_t c) {
@@ -349,8 +349,8 @@ static void s3_evict(Engine *e, int32_t v) {
 static double gdsf_value(Engine *e, int32_t p) {
     Policy *P = e->pol;
     int fall = e->nt > 1 ? 1 : e->backing;
-    double cost = (link_time(&e->link[fall][0], e->size[p], 0) + e->decode[p]) + P->par[2];
-    return (pow(1.0 + (double)P->cnt[p], P->par[0]) * cost) / pow((double)e->size[p], P->par[1]);
+    double cost = (link_time(&e->link[fall][0], e->info[p].size, 0) + e->info[p].decode) + P->par[2];
+    return (pow(1.0 + (double)P->cnt[p], P->par[0]) * cost) / pow((double)e->info[p].size, P->par[1]);
 }
 static void windowed_on_access(Engine *e, int32_t p) {
     Policy *P = e->pol;
@@ -549,7 +549,7 @@ static int32_t bs_choose(Engine *e, int t) {
         int32_t p = P->sroot[t * P->n_sclass + c];
         if (p == NIL) continue;
         int64_t nx = P->nextu[p];
-        double sz = (double)e->size[p];
+        double sz = (double)e->info[p].size;
         double v = nx >= e->n_future ? P->never + sz : (double)(nx - e->ctx_pos) * sz;
         if (best == NIL || v > bv || (v == bv && e->pg[p].ins < e->pg[best].ins)) { best = p; bv = v; }
     }
@@ -572,7 +572,7 @@ static void sd_refresh(Engine *e, int t, int c, int32_t q) {
 }
 static inline int sd_class(Engine *e, int32_t p) {
     Policy *P = e->pol;
-    int64_t dist = P->length[e->seq[p]] - e->tok_end[p];
+    int64_t dist = P->length[e->info[p].seq] - e->tok_end[p];
     if (P->id == P_STREAMING) {
         if (e->tok_start[p] < P->ipar[0]) return 2;
         return dist < P->ipar[1] ? 1 : 0;
@@ -590,7 +590,7 @@ static void sd_add(Engine *e, int32_t p, int t) {
         if (ih_push(&P->mass[t], e->hpos, p, key_f64(h2o_mass(e, p)), e->pg[p].ins) < 0) e->err = E_INTERNAL;
         return;
     }
-    int32_t q = e->seq[p];
+    int32_t q = e->info[p].seq;
     int64_t i = SD_IDX(P, e, t, c, q);
     int32_t old = P->sd_root[i];
     pf_push(&P->pf, &P->sd_root[i], p, key_i64(e->tok_end[p]), e->pg[p].ins);
@@ -600,7 +600,7 @@ static void sd_del(Engine *e, int32_t p, int t) {
     Policy *P = e->pol;
     int c = P->cls[p];
     if (P->id == P_H2O && c == 0) { ih_remove(&P->mass[t], e->hpos, p); return; }
-    int32_t q = e->seq[p];
+    int32_t q = e->info[p].seq;
     int64_t i = SD_IDX(P, e, t, c, q);
     int32_t old = P->sd_root[i];
     pf_remove(&P->pf, &P->sd_root[i], p);
@@ -652,7 +652,7 @@ static void pol_on_access(Engine *e, int32_t p, int loc) {
     case P_GDSF: P->cnt[p]++; P->val[p] = P->inflation + gdsf_value(e, p); break;
     case P_BELADY: case P_BELADY_SIZE: P->nextu[p] = e->next_pos[e->ctx_pos]; break;
     case P_H2O: case P_STREAMING: {
-        int32_t q = e->seq[p];
+        int32_t q = e->info[p].seq;
         if (e->tok_end[p] > P->length[q]) { P->length[q] = e->tok_end[p]; sd_grow(e, q); }
         break;
     }

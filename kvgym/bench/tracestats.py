@@ -8,7 +8,9 @@ tools (e.g. the real-model capture) can compare traces.
   since the previous access of the same page (0 = immediate re-access; -1 = first touch). Exact,
   O(n log n): a Fenwick tree over access positions marks each page's latest access (numba).
 - :func:`trace_stats`: accesses, steps, distinct pages, footprint of the distinct pages under
-  fp16/fp8/int4/int2 (:mod:`kvgym.sim.quant`), reuse-distance quantiles.
+  fp16/fp8/int4/int2 (:mod:`kvgym.traces.quant`), the feasible tier-0 range (from the largest
+  step's distinct pages, ``tier0_min_bytes``, to the footprint; ``auto:0`` .. ``auto:1``), the
+  page table's total bytes (the base of ``N%`` capacities), reuse-distance quantiles.
 - :func:`attention_stats`: for traces with weights. A *group* is one (step, sequence, layer):
   the accesses of one sequence's attention in one layer at one decode step. Per group: the share
   of its mass on its most recent page (largest ``token_end``), on the first page
@@ -19,15 +21,15 @@ tools (e.g. the real-model capture) can compare traces.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numba
 import numpy as np
 
-from kvgym.sim.quant import SCHEMES
+from kvgym.files import atomic_write
+from kvgym.sim.scenario import step_need
 from kvgym.traces.format import Trace
+from kvgym.traces.quant import SCHEMES
 
 QUANTILES = (0.5, 0.9, 0.99)
 DEFAULT_TOPK = (1, 4, 16, 64)
@@ -110,8 +112,14 @@ def trace_stats(trace: Trace, *, reuse_limit: int = DEFAULT_REUSE_LIMIT) -> dict
         "has_weights": trace.weight is not None,
         "footprint_bytes": {name: int(np.sum(q.footprint(fp16))) for name, q in SCHEMES.items()},
     }
+    sizes = {name: np.asarray(q.footprint(pages.fp16_bytes), np.int64) for name, q in SCHEMES.items()}
     if pages.bytes is not None:
         out["footprint_bytes"]["stored"] = int(pages.bytes[distinct].sum())
+        sizes["stored"] = pages.bytes.astype(np.int64)
+    # The feasible tier-0 range (kvgym.sim.scenario.tier0_range): its top is footprint_bytes.
+    out["tier0_min_bytes"] = {name: int(step_need(trace.step, trace.page, size)[1].max(initial=0))
+                              for name, size in sizes.items()}
+    out["table_bytes"] = {name: int(size.sum()) for name, size in sizes.items()}
     lim = n if reuse_limit <= 0 else min(n, reuse_limit)
     out["reuse_distance"] = reuse_summary(reuse_distances(trace.page[:lim], len(pages)))
     return out
@@ -234,17 +242,9 @@ def plot_stats(trace: Trace, out: str | Path, *, title: str | None = None, dist:
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".png")
-    os.close(fd)
     try:
         # No timestamp or version in the PNG, so identical inputs give identical bytes.
-        fig.savefig(tmp, dpi=90, format="png", metadata={"Software": None})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a plot is a shareable artifact
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png", metadata={"Software": None}), "plot")
     finally:
         plt.close(fig)
     return out

@@ -19,9 +19,9 @@ from kvgym.sim.metrics import Metrics
 def eligible_bound(scenario, trace) -> int:
     """An upper bound on the tier-0 residents of ``trace`` under ``scenario`` (tier-0 bytes / smallest
     page, capped by the pages in the table): a ``k`` at least this large shows every candidate."""
-    from kvgym.envs.sources import resolve_scenario
+    from kvgym.sim.catalog import resolve_scenario
 
-    setup = resolve_scenario(scenario).build(trace.pages)
+    setup = resolve_scenario(scenario).build(trace.pages, [(trace.step, trace.page)])
     cap = setup.tiers[0].capacity_bytes
     n = len(setup.page_bytes)
     if cap is None:

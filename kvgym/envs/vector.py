@@ -1,0 +1,202 @@
+"""A batched vector env: N copies of ``kvgym/Evict-v0`` (or EvictPrefetch) stepped in one compiled call.
+
+:class:`EvictVectorEnv` is a :class:`gymnasium.vector.VectorEnv`. Each sub-env is a full
+:class:`~kvgym.envs.evict.EvictEnv` (same arguments, same traces and splits, same observation),
+but a ``step`` hands all N actions to the compiled engine at once
+(``kvgym.sim._engine.step_batch``), which applies each, runs each episode to its next decision,
+and writes the observations straight into the batch arrays and the rewards into one array.
+
+- **Autoreset** (``metadata["autoreset_mode"]`` is ``NEXT_STEP``, gymnasium's default): the step
+  that ends an episode returns the terminal observation (zeros, as the single env does); the next
+  ``step`` resets that sub-env, ignores its action and returns the first observation of the new
+  episode with reward 0 and neither flag set.
+- **Episode statistics**, as :class:`gymnasium.wrappers.vector.RecordEpisodeStatistics` reports
+  them: on the step that ends episodes, ``info["episode"] = {"r": returns, "l": lengths
+  (decisions), "t": wall seconds}`` (arrays over the sub-envs) and ``info["_episode"]`` (which
+  sub-envs ended).
+- Sub-env ``i`` is reset with ``seed + i`` when ``reset(seed=seed)`` is given.
+- Actions are checked against each sub-env's mask before any is applied; an invalid one raises
+  ``ValueError`` naming the sub-env.
+
+**Stable-Baselines3** does not take gymnasium vector envs; :func:`sb3_vec_env` adapts this one to
+SB3's ``VecEnv`` (same-step resets with ``terminal_observation`` in ``info``, ``action_masks`` for
+sb3-contrib's ``MaskablePPO``). Limits: no ``render``; ``env_method`` serves ``action_masks`` only;
+``get_attr``/``set_attr`` read or write attributes of the sub-envs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from kvgym.envs.evict import EvictEnv, EvictPrefetchEnv
+from kvgym.envs.observation import N_FEATURES, n_context
+from kvgym.errors import ConfigError
+from kvgym.sim import _engine
+
+REWARD_KINDS = ("stall", "misses", "bytes")
+
+
+class EvictVectorEnv(VectorEnv):
+    """``num_envs`` copies of Evict-v0 (``prefetch_decisions=True``: EvictPrefetch-v0) in one batch."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 64, *, prefetch_decisions: bool = False, **env_kwargs):
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ConfigError(f"num_envs={num_envs!r} invalid: an int >= 1")
+        cls = EvictPrefetchEnv if prefetch_decisions else EvictEnv
+        self.envs = [cls(**env_kwargs) for _ in range(num_envs)]
+        e0 = self.envs[0]
+        self.num_envs = num_envs
+        self.single_observation_space = e0.observation_space
+        self.single_action_space = e0.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        k = e0.cfg.k
+        self._obs_c = np.zeros((num_envs, k, N_FEATURES), np.float32)
+        self._obs_g = np.zeros((num_envs, n_context(e0.n_tiers)), np.float32)
+        self._mask = np.zeros((num_envs, k), np.int8)
+        for i, env in enumerate(self.envs):
+            env._buffers = (self._obs_c[i], self._obs_g[i], self._mask[i])
+        self._kind = REWARD_KINDS.index(e0.cfg.reward)
+        self._scale = float(e0.cfg.reward_scale)
+        self._engines: tuple = ()
+        self._autoreset = np.zeros(num_envs, bool)
+        self._rewards = np.zeros(num_envs, np.float64)
+        self._done = np.zeros(num_envs, np.uint8)
+        self._ret = np.zeros(num_envs)
+        self._len = np.zeros(num_envs, np.int64)
+        self._t0 = np.zeros(num_envs)
+        self._seeded = False
+
+    # -- resets ---------------------------------------------------------------------------
+    def _reset_one(self, i: int, seed: int | None = None, options: dict | None = None) -> dict:
+        env = self.envs[i]
+        _obs, info = env.reset(seed=seed, options=options)
+        env._sim.engine._engine.take_reward(self._kind)  # costs before the first decision belong to no action
+        self._ret[i] = 0.0
+        self._len[i] = 0
+        self._t0[i] = time.perf_counter()
+        return info
+
+    def _refresh_engines(self) -> None:
+        self._engines = tuple(env._sim.engine._engine for env in self.envs)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        seeds = seed if isinstance(seed, (list, tuple)) else \
+            [None if seed is None else seed + i for i in range(self.num_envs)]
+        if len(seeds) != self.num_envs:
+            raise ConfigError(f"reset: {len(seeds)} seeds for {self.num_envs} envs")
+        infos = [self._reset_one(i, s, options) for i, s in enumerate(seeds)]
+        self._refresh_engines()
+        self._autoreset[:] = False
+        self._done[:] = 0
+        return self._observation(), {"trace": [x["trace"] for x in infos]}
+
+    # -- stepping -----------------------------------------------------------------------------
+    def step(self, actions):
+        actions = np.ascontiguousarray(actions, np.int64).reshape(self.num_envs)
+        skip = self._autoreset
+        if skip.any():
+            for i in np.flatnonzero(skip):
+                self._reset_one(int(i))
+            self._refresh_engines()
+        _engine.step_batch(self._engines, actions, skip.view(np.uint8), self._rewards, self._done, self._kind,
+                           self._scale)
+        done = self._done.astype(bool)
+        live = ~skip
+        self._ret[live] += self._rewards[live]
+        self._len[live] += 1
+        truncates = np.array([env._truncates for env in self.envs]) if done.any() else np.zeros(self.num_envs, bool)
+        terminated, truncated = done & ~truncates, done & truncates
+        info: dict = {}
+        if done.any():
+            now = time.perf_counter()
+            info["episode"] = {"r": np.where(done, self._ret, 0.0), "l": np.where(done, self._len, 0),
+                               "t": np.where(done, np.round(now - self._t0, 6), 0.0)}
+            info["_episode"] = done.copy()
+            for i in np.flatnonzero(done):
+                self.envs[i]._done = True
+        obs = self._observation()
+        self._autoreset = done
+        return obs, self._rewards.copy(), terminated, truncated, info
+
+    def _observation(self) -> dict:
+        """Copies of the batch arrays; sub-envs whose episode just ended show the terminal (zero) observation."""
+        obs = {"candidates": self._obs_c.copy(), "context": self._obs_g.copy(), "action_mask": self._mask.copy()}
+        ended = self._done.astype(bool)
+        if ended.any():
+            for key in obs:
+                obs[key][ended] = 0
+        return obs
+
+    def action_masks(self) -> np.ndarray:
+        """The valid actions of every sub-env, bool (num_envs, k)."""
+        return self._mask.astype(bool)
+
+    def close_extras(self, **kwargs) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def sb3_vec_env(venv: EvictVectorEnv):
+    """``venv`` behind Stable-Baselines3's ``VecEnv`` interface (see the module docstring)."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    class SB3Adapter(VecEnv):
+        def __init__(self, inner: EvictVectorEnv):
+            self.inner = inner
+            super().__init__(inner.num_envs, inner.single_observation_space, inner.single_action_space)
+            self._actions = None
+
+        def reset(self):
+            first = self._seeds[0] if getattr(self, "_seeds", None) else None
+            obs, _ = self.inner.reset(seed=first)
+            self._reset_seeds()
+            return obs
+
+        def step_async(self, actions):
+            self._actions = actions
+
+        def step_wait(self):
+            inner = self.inner
+            obs, rew, term, trunc, info = inner.step(self._actions)
+            done = term | trunc
+            infos = [{} for _ in range(self.num_envs)]
+            if done.any():  # SB3 resets in the same step and hands over the terminal observation
+                for i in np.flatnonzero(done):
+                    infos[i]["terminal_observation"] = {k: v[i] for k, v in obs.items()}
+                    infos[i]["TimeLimit.truncated"] = bool(trunc[i])
+                    ep = info["episode"]
+                    infos[i]["episode"] = {"r": float(ep["r"][i]), "l": int(ep["l"][i]), "t": float(ep["t"][i])}
+                    inner._reset_one(int(i))
+                inner._refresh_engines()
+                inner._autoreset[:] = False
+                inner._done[:] = 0
+                obs = inner._observation()
+            return obs, rew, done, infos
+
+        def close(self):
+            self.inner.close()
+
+        def get_attr(self, attr_name, indices=None):
+            return [getattr(self.inner.envs[i], attr_name) for i in self._get_indices(indices)]
+
+        def set_attr(self, attr_name, value, indices=None):
+            for i in self._get_indices(indices):
+                setattr(self.inner.envs[i], attr_name, value)
+
+        def env_method(self, method_name, *args, indices=None, **kwargs):
+            if method_name != "action_masks":
+                raise ConfigError(f"sb3_vec_env: env_method serves action_masks only, not {method_name!r}")
+            masks = self.inner.action_masks()
+            return [masks[i] for i in self._get_indices(indices)]
+
+        def env_is_wrapped(self, wrapper_class, indices=None):
+            return [False for _ in self._get_indices(indices)]
+
+    return SB3Adapter(venv)
