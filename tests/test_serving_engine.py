@@ -59,9 +59,11 @@ def test_full_reuse_ttft_is_load_time_or_overlap():
     # host tier (write-through). R1, the same prompt later, loads all 3 and computes 1 token.
     P = 3 * B + 1
     tr = RequestTrace.from_chains([0.0, 1e7], [P, P], [1, 1], [[0, 1, 2, 3], [0, 1, 2, 4]])
-    host, hbm = profile("h200-measured").tiers[2], profile("h200-measured").tiers[0]
-    alpha, beta = host.read_latency_us + hbm.write_latency_us, min(host.bandwidth_bytes_per_us, hbm.bandwidth_bytes_per_us)
-    load = 3 * (alpha + BLOCK_BYTES / beta)
+    # h200-measured's host->GPU copies follow its measured curve: the first copy on an idle link,
+    # the next two queued behind it (kvgym.sim.tiers.Link).
+    link = profile("h200-measured").link(2, 0)
+    assert link.curve is not None
+    load = link.time_us(BLOCK_BYTES) + 2 * link.time_us(BLOCK_BYTES, True)
     last = prefill_us(3 * B, P)
     for overlap, end in (("async", (1e7 + load) + last), ("sync", (1e7 + load) + last),
                          ("layerwise", max(1e7 + last, 1e7 + ((1e7 + load) - 1e7) / 32 + last, (1e7 + load) + last / 32))):
@@ -135,7 +137,7 @@ def test_continuous_batching_budget_and_running_limit():
     m = eng.run()
     # it1: R0 600 + R1 400 (chunk); it2: R0 decode (pos 600) + R1 200; it3: R1 decode + R2 ... R2 waits
     # for a running slot until R0 finishes at the end of it2.
-    from kvgym.sim.geometry import geometry
+    from kvgym.traces.geometry import geometry
     from kvgym.sim.serving.compute import BatchCompute
     bc = BatchCompute.of(geometry("llama-3.1-8b"), "h200")
     it1 = bc.iteration_us(1000, 600 * 601 // 2 + 400 * 401 // 2, 1, 600 + 400)

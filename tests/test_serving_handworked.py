@@ -108,7 +108,9 @@ def test_block_and_link_numbers():
     res = config().resolve(9, 4)
     assert res.block_bytes == 2560
     from kvgym.sim.serving.links import transfer_us
-    assert transfer_us(res.tiers[1], res.tiers[0], 2560, 2) == 1480.0
+    from kvgym.sim.tiers import make_link
+
+    assert transfer_us(make_link(res.tiers, (), 1, 0), 2560, 2) == 1480.0   # seed-toy has no curves: α-β
     cm = res.compute
     assert cm.linear_params_per_layer == 45312
     assert cm.flops(9, 45, 1) == 4201216 and cm.bytes_read(9) == 518656 + 9 * 640

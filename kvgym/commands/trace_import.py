@@ -37,7 +37,7 @@ def register_trace(sub) -> None:
     p.add_argument("--per-layer", action="store_true", help="expand each block into one page per layer")
     p.add_argument("--block-stream", action="store_true",
                    help="one block reference per step (no two blocks pinned together): the block stream of "
-                        "classic cache studies; give capacities as N%% of the distinct blocks")
+                        "classic cache studies; give capacities as 'N pages'")
     p.add_argument("--block-tokens", type=int, default=512, help="tokens per hash block (default 512)")
     p.add_argument("--limit", type=int, default=None, help="import only the first N requests")
     p.add_argument("--data-dir", default=None, help="dataset directory (default $KVGYM_DATA_DIR or ~/.cache/kvgym)")

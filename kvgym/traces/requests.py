@@ -293,10 +293,10 @@ COLUMNS = ("arrival_us", "prompt_tokens", "output_tokens", "session", "blocks", 
 
 def write_requests(t: RequestTrace, path: str | Path, *, row_group_size: int = 1 << 16) -> Path:
     """Validate and write ``t`` to ``path`` (atomic, byte-identical for equal traces)."""
-    from kvgym.traces.parquet import _atomic_write_table
+    from kvgym.files import atomic_write
+    from kvgym.traces.parquet import _write_parquet
 
     validate_requests(t, str(path))
-    path = Path(path)
     table = pa.table({
         "arrival_us": pa.array(t.arrival_us.astype(np.float64)),
         "prompt_tokens": pa.array(t.prompt_tokens.astype(np.int64)),
@@ -309,8 +309,7 @@ def write_requests(t: RequestTrace, path: str | Path, *, row_group_size: int = 1
     header = {"schema": SCHEMA_VERSION, "kind": "requests", "block_tokens": int(t.block_tokens),
               "n_blocks": int(t.n_blocks), "meta": t.meta}
     table = table.replace_schema_metadata({META_KEY: json.dumps(header, sort_keys=True)})
-    _atomic_write_table(table, path, row_group_size)
-    return path
+    return atomic_write(path, lambda tmp: _write_parquet(table, tmp, row_group_size), "request trace")
 
 
 def _list_column(table: pa.Table, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:

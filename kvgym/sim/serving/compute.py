@@ -35,7 +35,7 @@ from functools import cache
 from importlib import resources
 
 from kvgym.errors import ConfigError, unknown_name
-from kvgym.sim.geometry import ModelGeometry
+from kvgym.traces.geometry import ModelGeometry
 
 
 @dataclass(frozen=True)

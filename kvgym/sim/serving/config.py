@@ -14,9 +14,9 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from kvgym.errors import ConfigError
-from kvgym.sim.geometry import ModelGeometry
-from kvgym.sim.geometry import geometry as geometry_preset
-from kvgym.sim.quant import quantization
+from kvgym.traces.geometry import ModelGeometry
+from kvgym.traces.geometry import geometry as geometry_preset
+from kvgym.traces.quant import quantization
 from kvgym.sim.serving.compute import BatchCompute
 from kvgym.sim.tiers import Tier, profile
 

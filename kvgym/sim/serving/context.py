@@ -56,7 +56,7 @@ class ServingContext(SimContext):
         for i, b in enumerate(np.asarray(blocks, np.int64).tolist()):
             below = [u for u in range(self.tier + 1, e.n_tiers) if e.in_tier[u, b]]
             if below:
-                out[i] = transfer_us(e.tiers[below[0]], e.tiers[0], e.block_bytes, 1)
+                out[i] = transfer_us(e.links[below[0]], e.block_bytes, 1)
             else:
                 s = int(self.position[b]) * e.trace.block_tokens
                 n, a, k = prefill_terms(s, s + int(self.block_tokens[b]))

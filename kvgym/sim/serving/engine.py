@@ -59,7 +59,8 @@ is ever preempted. A request that could never fit alone is an error before the r
    Each block added to tier 0 gets r's pin (with ``pin``).
 3. Request hooks: for each tier with prefix blocks of r, ``on_request_load(r, blocks)``.
 4. Loads: per tier s, r's ``m_s`` loaded blocks form one batch on link s issued at the
-   admission time ``t``: ``start = max(t, link_free[s])``, ``end = start + transfer_us(...)``,
+   admission time ``t``: ``start = max(t, link_free[s])``, ``end = start + transfer_us(link,
+   block_bytes, m_s, busy=link_free[s] > t)`` (:mod:`~kvgym.sim.serving.links`),
    ``link_free[s] = end`` (links in tier order, requests in admission order). ``landed[r]`` =
    the latest ``end`` (``t`` without loads).
 
@@ -132,13 +133,13 @@ import numpy as np
 from kvgym.errors import SimulationError
 from kvgym.sim.metrics import ServingMetrics, nearest_rank, sequential_mean
 from kvgym.sim.policy import Admission, Policy, make_admission, make_policy
-from kvgym.sim.quant import quantization
+from kvgym.traces.quant import quantization
 from kvgym.sim.scenario import Scenario, Setup
 from kvgym.sim.serving.compute import decode_terms, prefill_terms
 from kvgym.sim.serving.config import Resolved, ServingConfig
 from kvgym.sim.serving.context import ServingContext
 from kvgym.sim.serving.links import transfer_us
-from kvgym.sim.tiers import profile
+from kvgym.sim.tiers import make_link, profile
 from kvgym.traces.format import PageTable
 from kvgym.traces.requests import RequestTrace, validate_requests
 
@@ -178,6 +179,9 @@ class ServingEngine:
         if len(policies) != T or len({id(p) for p in policies}) != T:
             raise SimulationError(f"serving needs {T} distinct policy objects (one per tier), got {len(policies)}")
         self.caps = [c if c is not None else np.iinfo(np.int64).max for c in res.capacities]
+        # Load links: tier s -> tier 0 (the profile's measured curve for that pair, else α-β).
+        curves = profile(config.profile).curves
+        self.links = {s: make_link(res.tiers, curves, s, 0) for s in range(1, T)}
         self.block_bytes = res.block_bytes
         self.compute = res.compute
         self.timing = config.timing
@@ -509,8 +513,9 @@ class ServingEngine:
         landed = now
         spans = []
         for s in sorted(batches):
+            busy = self.link_free[s] > now
             start = max(now, self.link_free[s])
-            dur = transfer_us(self.tiers[s], self.tiers[0], self.block_bytes, len(batches[s])) if self.timing else 0.0
+            dur = transfer_us(self.links[s], self.block_bytes, len(batches[s]), busy) if self.timing else 0.0
             end = start + dur
             self.link_free[s] = end
             spans.append((s, start, end))
