@@ -118,7 +118,12 @@ class StoreThreshold(Admission):
 
 
 class _SketchAdmission(Admission):
-    def __init__(self, capacity: int):
+    """Counts every tier-0 reference in a :class:`TinyLFUSketch`; admits on its estimate."""
+
+    strict = False  # admit when the estimate is > the threshold (True) or >= it (False)
+
+    def __init__(self, threshold: int, capacity: int):
+        self.threshold = threshold
         self.capacity = int_param(self.name, "capacity", capacity, 0)
 
     def bind(self, ctx) -> None:
@@ -132,22 +137,20 @@ class _SketchAdmission(Admission):
     def on_reference(self, block: int) -> None:
         self.sketch.increment(int(block))
 
+    def admit(self, blocks: np.ndarray) -> np.ndarray:
+        est = np.fromiter((self.sketch.estimate(b) for b in blocks.tolist()), np.int64, len(blocks))
+        return est > self.threshold if self.strict else est >= self.threshold
+
 
 @register_admission("tinylfu")
 class TinyLFU(_SketchAdmission):
     def __init__(self, min_count: int = 2, capacity: int = 0):
-        super().__init__(capacity)
-        self.min_count = int_param("tinylfu", "min_count", min_count, 0)
-
-    def admit(self, blocks: np.ndarray) -> np.ndarray:
-        return np.fromiter((self.sketch.estimate(b) >= self.min_count for b in blocks.tolist()), bool, len(blocks))
+        super().__init__(int_param("tinylfu", "min_count", min_count, 0), capacity)
 
 
 @register_admission("presence_lfu")
 class PresenceLFU(_SketchAdmission):
-    def __init__(self, min_lfu_count: int = 8, capacity: int = 0):
-        super().__init__(capacity)
-        self.min_lfu_count = int_param("presence_lfu", "min_lfu_count", min_lfu_count, 0)
+    strict = True
 
-    def admit(self, blocks: np.ndarray) -> np.ndarray:
-        return np.fromiter((self.sketch.estimate(b) > self.min_lfu_count for b in blocks.tolist()), bool, len(blocks))
+    def __init__(self, min_lfu_count: int = 8, capacity: int = 0):
+        super().__init__(int_param("presence_lfu", "min_lfu_count", min_lfu_count, 0), capacity)
