@@ -13,8 +13,8 @@ Output (a prefix-cache trace, the setting Mooncake's KV store serves):
   its step empty). All blocks of one request are needed together, so they share a step.
   With ``block_stream=True`` instead every block reference is its own step (0, 1, ...): no two
   blocks are pinned together, the block stream of classic cache studies (and of the
-  libcachesim cross-check); capacities of one bounded tier then count blocks exactly as a
-  libcachesim cache of unit objects would (give them as ``"N%"`` of the distinct blocks).
+  libcachesim cross-check); a bounded tier of ``"N pages"`` then behaves as a libcachesim cache
+  of N unit objects.
 - **pages**: distinct hash ids, numbered 0, 1, ... in order of first appearance. Every block
   reference of every request is kept, in ``hash_ids`` order, so total accesses = total ids in
   the file and distinct pages = distinct ids.

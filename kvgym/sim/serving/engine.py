@@ -46,8 +46,8 @@ is ever preempted. A request that could never fit alone is an error before the r
 1. With ``pin``, every cacheable block of r resident in tier 0 gets a pin (refcount); every
    prefix block whose source is a tier >= 1 is pinned there until it is loaded; ``reserved +=
    growth``.
-2. For ``j = 0 .. n-1`` in chain order (the tail: only ``make_room(0, 1)``, ``anon += 1``, no
-   hook, no step): ``step += 1``; tier 0 ``on_access(b, 0 or -1)`` (the admission policy's
+2. For ``j = 0 .. n-1`` in chain order (an anonymous tail: with ``pin`` only ``make_room(0,
+   1)`` and ``anon += 1``, no hook, no step; without, nothing): ``step += 1``; tier 0 ``on_access(b, 0 or -1)`` (the admission policy's
    ``on_reference(b)`` first); then
    - ``j < k``, source 0: a GPU hit (nothing moves);
    - ``j < k``, source ``s >= 1``: tier s ``on_access(b, 0)``; ``write_back`` removes b from
@@ -69,9 +69,9 @@ evict the evictable resident with the lowest ``scores`` of tier t's policy, cand
 tier's insertion order, ties to the earliest inserted. Evictable: tier 0: no running pin; tier
 >= 1: no lookup pin; and not protected by the store batch in progress. **Evicting** v from tier
 t: remove it, count an eviction, ``on_evict`` of tier t; if some lower tier holds v: nothing
-more (a drop of a block with a copy below); else under ``write_back`` with a tier t+1: make room
-there (recursively) and demote v into it (``on_insert`` there, a store over link t+1), or drop
-it if no room can be made (everything pinned); else drop it.
+more (a copy remains: not counted as a drop); else under ``write_back`` with a tier t+1: make
+room there (recursively) and demote v into it (``on_insert`` there, a store over link t+1), or
+drop it if no room can be made (everything pinned); else drop it (``drops[t]``).
 
 **Write-through stores** (``write_through`` only). At the end of the iteration that completes
 r's prefill, r offers to tier 1 its cacheable prompt blocks from position 0 if nothing was
