@@ -137,8 +137,8 @@ def test_continuous_batching_budget_and_running_limit():
     m = eng.run()
     # it1: R0 600 + R1 400 (chunk); it2: R0 decode (pos 600) + R1 200; it3: R1 decode + R2 ... R2 waits
     # for a running slot until R0 finishes at the end of it2.
-    from kvgym.traces.geometry import geometry
     from kvgym.sim.serving.compute import BatchCompute
+    from kvgym.traces.geometry import geometry
     bc = BatchCompute.of(geometry("llama-3.1-8b"), "h200")
     it1 = bc.iteration_us(1000, 600 * 601 // 2 + 400 * 401 // 2, 1, 600 + 400)
     it2 = bc.iteration_us(1 + 200, 601 + (600 * 601 - 400 * 401) // 2, 1 + 1, 601 + 600)

@@ -14,11 +14,11 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from kvgym.errors import ConfigError
+from kvgym.sim.serving.compute import BatchCompute
+from kvgym.sim.tiers import Tier, profile
 from kvgym.traces.geometry import ModelGeometry
 from kvgym.traces.geometry import geometry as geometry_preset
 from kvgym.traces.quant import quantization
-from kvgym.sim.serving.compute import BatchCompute
-from kvgym.sim.tiers import Tier, profile
 
 WRITE_POLICIES = ("write_back", "write_through")
 LOOKUPS = ("per_block", "gpu_prefix_first")

@@ -133,7 +133,6 @@ import numpy as np
 from kvgym.errors import SimulationError
 from kvgym.sim.metrics import ServingMetrics, nearest_rank, sequential_mean
 from kvgym.sim.policy import Admission, Policy, make_admission, make_policy
-from kvgym.traces.quant import quantization
 from kvgym.sim.scenario import Scenario, Setup
 from kvgym.sim.serving.compute import decode_terms, prefill_terms
 from kvgym.sim.serving.config import Resolved, ServingConfig
@@ -141,6 +140,7 @@ from kvgym.sim.serving.context import ServingContext
 from kvgym.sim.serving.links import transfer_us
 from kvgym.sim.tiers import make_link, profile
 from kvgym.traces.format import PageTable
+from kvgym.traces.quant import quantization
 from kvgym.traces.requests import RequestTrace, validate_requests
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
