@@ -69,6 +69,7 @@ def test_bounds_bracket_the_brute_force_optimum(seed):
     opt = brute_force(tr, cap)
     b = prefix_min(tr, cap)
     assert b.achieved_prefix_hits <= opt <= b.upper_prefix_hits
+    assert b.achieved_prefix_hits == opt   # measured on these seeds (optimality is not proven)
     comp = compulsory(tr)
     assert opt <= comp.prefix_hits
     assert brute_force(tr, tr.n_blocks) == comp.prefix_hits      # unlimited room: the compulsory bound
