@@ -94,3 +94,136 @@ class Metrics:
                 "stall_ms": round(self.stall_us / 1e3, 3), "total_ms": round(self.total_time_us / 1e3, 3),
                 "tokens_per_s": round(self.tokens_per_s, 1), "prefetch_useful": self.prefetch_useful,
                 "prefetch_issued": self.prefetch_issued}
+
+
+@dataclass
+class ServingMetrics:
+    """The metrics of a serving-mode run (:mod:`kvgym.sim.serving`), beside :class:`Metrics`.
+
+    Units as in :class:`Metrics`: counts, bytes, µs. Per-tier lists are indexed by serving tier
+    (0 = the GPU prefix cache); per-link lists by the tier that owns the link (a load from tier
+    i and a store or demotion into tier i use link i; entry 0 is always 0). Fields that
+    :class:`Metrics` also has keep its definitions: ``n_tiers``, ``accesses``, ``hits``,
+    ``misses``, ``evictions``, ``peak_bytes``.
+
+    Blocks and hits:
+
+    - ``accesses``: prompt block references (every cacheable block of every prompt chain, once
+      per request); ``hits``: those whose block was resident in tier 0 when referenced (whether
+      or not it was usable: this is the plain cache's hit, the one libcachesim counts);
+      ``misses = accesses - hits``.
+    - ``prefix_hits[t]``: blocks of the usable cached prefix served by tier t (t = 0: a GPU
+      prefix-cache hit; t > 0: loaded over link t); ``prefix_hit_tokens[t]``: their tokens.
+    - ``broken_prefix_blocks``: prompt blocks recomputed although some tier held them (after the
+      first miss, or past the usable limit).
+    - ``prompt_blocks``, ``prompt_tokens``; ``prefill_tokens_computed`` (prompt tokens prefilled)
+      and ``prefill_tokens_saved`` (prompt tokens served by a cached prefix): computed + saved =
+      prompt tokens. ``sum(prefix_hit_tokens)`` exceeds ``saved`` by one token per fully served
+      block-aligned prompt (its last token is recomputed).
+    - ``output_blocks``: output blocks completed with an id (reusable by a later turn).
+    - ``loads[t]``: blocks loaded from tier t; ``stores[t]``: blocks stored into tier t
+      (write-through stores and write-back demotions); ``stores_skipped[t]``: offered blocks the
+      admission policy refused (each offer counts, retries included); ``stores_failed[t]``: store
+      batches that did not fit (a batch stores all its blocks or none; each retry counts, as
+      vLLM counts its failed ``prepare_store`` calls); ``evictions[t]``: blocks evicted from
+      tier t (``drops[t]`` of them kept no copy anywhere below).
+    - ``link_bytes_load[i]`` / ``link_bytes_store[i]``: bytes over link i toward / away from
+      tier 0.
+
+    Time (all 0 when timing is off):
+
+    - per request: queueing delay = admission - arrival; TTFT = end of the iteration that
+      computes its last prompt token - arrival; TPOT = (finish - first token) / (output - 1)
+      for requests with at least 2 output tokens.
+    - ``ttft_*_us``, ``queue_*_us``: mean and nearest-rank percentiles (the p-th percentile of
+      n sorted values is value number ``ceil(p * n / 100)``, 1-based); means are sums in request
+      order divided by the count. ``tpot_mean_us`` likewise.
+    - ``makespan_us``: last finish - first arrival; ``requests_per_s = requests / makespan``;
+      ``compute_us``: sum of iteration times; ``iterations``: iterations run.
+    """
+
+    n_tiers: int
+    requests: int = 0
+    accesses: int = 0
+    hits: int = 0
+    misses: int = 0
+    prompt_blocks: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    output_blocks: int = 0
+    prefix_hits: list[int] = field(default_factory=list)
+    prefix_hit_tokens: list[int] = field(default_factory=list)
+    broken_prefix_blocks: int = 0
+    prefill_tokens_computed: int = 0
+    prefill_tokens_saved: int = 0
+    loads: list[int] = field(default_factory=list)
+    stores: list[int] = field(default_factory=list)
+    stores_skipped: list[int] = field(default_factory=list)
+    stores_failed: list[int] = field(default_factory=list)
+    evictions: list[int] = field(default_factory=list)
+    drops: list[int] = field(default_factory=list)
+    link_bytes_load: list[int] = field(default_factory=list)
+    link_bytes_store: list[int] = field(default_factory=list)
+    peak_bytes: list[int] = field(default_factory=list)
+    ttft_mean_us: float = 0.0
+    ttft_p50_us: float = 0.0
+    ttft_p90_us: float = 0.0
+    ttft_p99_us: float = 0.0
+    tpot_mean_us: float = 0.0
+    queue_mean_us: float = 0.0
+    queue_p90_us: float = 0.0
+    makespan_us: float = 0.0
+    requests_per_s: float = 0.0
+    compute_us: float = 0.0
+    iterations: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("prefix_hits", "prefix_hit_tokens", "loads", "stores", "stores_skipped", "stores_failed",
+                     "evictions", "drops", "link_bytes_load", "link_bytes_store", "peak_bytes"):
+            if not getattr(self, name):
+                setattr(self, name, [0] * self.n_tiers)
+
+    @property
+    def hit_rate(self) -> float:
+        """Tier-0 resident hit rate of prompt block references (0.0 with none)."""
+        return self.hits / self.accesses if self.accesses else 0.0
+
+    def prefix_hit_rate(self, tier: int) -> float:
+        """Share of prompt blocks served by ``tier`` as part of a usable prefix."""
+        return self.prefix_hits[tier] / self.prompt_blocks if self.prompt_blocks else 0.0
+
+    def prefix_token_rate(self, tier: int) -> float:
+        """Share of prompt tokens served by ``tier`` as part of a usable prefix."""
+        return self.prefix_hit_tokens[tier] / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(hit_rate=self.hit_rate,
+                 prefix_hit_rate=[self.prefix_hit_rate(t) for t in range(self.n_tiers)],
+                 prefix_token_rate=[self.prefix_token_rate(t) for t in range(self.n_tiers)])
+        return d
+
+    def summary(self) -> dict:
+        """The headline figures, for tables."""
+        return {"requests": self.requests, "prefix_hit_rate": round(sum(self.prefix_hits) / self.prompt_blocks, 6)
+                if self.prompt_blocks else 0.0, "prefill_tokens_computed": self.prefill_tokens_computed,
+                "ttft_mean_ms": round(self.ttft_mean_us / 1e3, 3), "ttft_p99_ms": round(self.ttft_p99_us / 1e3, 3),
+                "tpot_mean_ms": round(self.tpot_mean_us / 1e3, 3), "requests_per_s": round(self.requests_per_s, 3),
+                "stores": sum(self.stores), "evictions": sum(self.evictions)}
+
+
+def nearest_rank(values, p: int) -> float:
+    """The p-th percentile (integer p in 1..100) of ``values`` by the nearest-rank rule: the
+    ``ceil(p * n / 100)``-th smallest (1-based). 0.0 for no values."""
+    n = len(values)
+    if n == 0:
+        return 0.0
+    return float(sorted(values)[(p * n + 99) // 100 - 1])
+
+
+def sequential_mean(values) -> float:
+    """Sum in the given order (plain float64 additions), divided by the count; 0.0 for none."""
+    s = 0.0
+    for v in values:
+        s += float(v)
+    return s / len(values) if len(values) else 0.0

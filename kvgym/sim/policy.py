@@ -22,6 +22,36 @@ list to the scenario's ``max_prefetch``.
 
 Policies and prefetchers register by name with :func:`register_policy` /
 :func:`register_prefetcher`; ``make_policy(name, **params)`` builds one.
+
+**Serving mode** (:mod:`kvgym.sim.serving`, request-level prefix caching) gives every tier its
+own policy object, bound to a per-tier view of the hierarchy (a
+:class:`~kvgym.sim.serving.context.ServingContext`): the policy sees its tier as tier 0 and a
+block outside it as resident nowhere, so every decode policy runs there unchanged with "page" =
+block id and "access" = a block reference of that tier (tier 0: every prompt block reference and
+every output block a request completes; a lower tier: a load from it, or a store offer to it).
+``step`` is the engine's event counter (it rises at every block event, so LRU is exact). The
+context also carries ``req`` (the request being served, -1 none) and ``block_pos`` (the chain
+position of the block being handled, -1 none). Serving adds optional request-level hooks, called
+with ``(req, blocks, positions, step)`` (int64 arrays in chain order, head first), each block at
+most once per request and tier (they mirror vLLM's ``CachePolicy``, see ``docs/serving.md``):
+
+- ``on_request_load``: the request's prefix blocks found in this tier (read from it);
+- ``on_request_offer``: blocks a write-through store offers to this tier that are present or
+  admitted (vLLM's request-scoped access of ``prepare_store``);
+- ``on_store_miss``: admitted blocks that are not present (before they are inserted);
+- ``on_request_finished(req, blocks, positions, inserted, reused, step)``: at the request's end,
+  every block it loaded, offered or held in this tier (head first); ``inserted``: the ones it
+  placed here, ``reused``: the ones it read or found present, except those it had placed here
+  itself before (sets; vLLM's ``inserted_keys`` and ``reused_keys``).
+
+Policies made for serving only register with ``register_policy(name, serving_only=True)``: they
+run in the decode engine too (on the per-access hooks) but :func:`policy_names` leaves them out
+so decode sweeps are unchanged; :func:`serving_policy_names` lists every policy usable there.
+
+**Admission** (write-through stores, :class:`Admission`): ``on_reference(block)`` at every
+tier-0 block reference, ``on_offer(blocks)`` at every store offer (all offered blocks, present or
+not), then ``admit(blocks) -> bool array`` for the offered blocks not present in the tier, in
+offer order. Registered with :func:`register_admission`; :func:`make_admission` builds one.
 """
 
 from __future__ import annotations
@@ -47,9 +77,16 @@ class Policy:
     name = "policy"
     #: True for policies that read ``ctx.future`` (oracles); the harness labels them.
     privileged = False
+    #: True for policies registered for serving mode only (left out of :func:`policy_names`).
+    serving_only = False
     on_access = None
     on_insert = None
     on_evict = None
+    # Serving mode's request-level hooks (see the module docstring).
+    on_request_load = None
+    on_request_offer = None
+    on_store_miss = None
+    on_request_finished = None
 
     def bind(self, ctx) -> None:
         self.ctx = ctx
@@ -68,6 +105,23 @@ class Policy:
     def __repr__(self) -> str:
         p = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({p})"
+
+
+class Admission:
+    """Base class of admission policies for write-through stores (see the module docstring)."""
+
+    name = "admission"
+    on_reference = None
+    on_offer = None
+
+    def bind(self, ctx) -> None:
+        self.ctx = ctx
+
+    def admit(self, blocks: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        return dict(getattr(self, "_params", {}))
 
 
 class Prefetcher:
@@ -95,13 +149,24 @@ class Prefetcher:
 
 _POLICIES: dict[str, Callable[..., Policy]] = {}
 _PREFETCHERS: dict[str, Callable[..., Prefetcher]] = {}
+_ADMISSIONS: dict[str, Callable[..., Admission]] = {}
 
 
-def register_policy(name: str):
-    """Class decorator: make a policy available by ``name``."""
+def register_policy(name: str, *, serving_only: bool = False):
+    """Class decorator: make a policy available by ``name`` (``serving_only``: see the module docstring)."""
     def deco(cls):
         cls.name = name
+        cls.serving_only = serving_only
         _POLICIES[name] = cls
+        return cls
+    return deco
+
+
+def register_admission(name: str):
+    """Class decorator: make an admission policy available by ``name``."""
+    def deco(cls):
+        cls.name = name
+        _ADMISSIONS[name] = cls
         return cls
     return deco
 
@@ -140,8 +205,22 @@ def make_prefetcher(name: str, **params) -> Prefetcher:
 
 
 def policy_names() -> list[str]:
-    """Registered policies (the built-ins register when ``kvgym`` is imported)."""
-    return sorted(_POLICIES)
+    """Registered decode policies (the built-ins register when ``kvgym`` is imported); serving-only
+    ones are left out (see the module docstring)."""
+    return sorted(n for n, c in _POLICIES.items() if not getattr(c, "serving_only", False))
+
+
+def make_admission(name: str, **params) -> Admission:
+    return _build("admission policy", _ADMISSIONS, name, params)
+
+
+def admission_names() -> list[str]:
+    return sorted(_ADMISSIONS)
+
+
+def serving_policy_names() -> list[str]:
+    """Every policy the serving engine runs: all but the privileged (oracle) ones."""
+    return sorted(n for n, c in _POLICIES.items() if not getattr(c, "privileged", False))
 
 
 def prefetcher_names() -> list[str]:

@@ -11,6 +11,10 @@ Output (a prefix-cache trace, the setting Mooncake's KV store serves):
 
 - **step** = the request's index in arrival order (0, 1, ...; a request with no blocks leaves
   its step empty). All blocks of one request are needed together, so they share a step.
+  With ``block_stream=True`` instead every block reference is its own step (0, 1, ...): no two
+  blocks are pinned together, the block stream of classic cache studies (and of the
+  libcachesim cross-check); a bounded tier of ``"N pages"`` then behaves as a libcachesim cache
+  of N unit objects.
 - **pages**: distinct hash ids, numbered 0, 1, ... in order of first appearance. Every block
   reference of every request is kept, in ``hash_ids`` order, so total accesses = total ids in
   the file and distinct pages = distinct ids.
@@ -166,9 +170,11 @@ def first_appearance_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def import_mooncake(path: str | Path, *, geometry: str | ModelGeometry = "llama-3.1-8b", per_layer: bool = False,
-                    block_tokens: int = BLOCK_TOKENS, limit: int | None = None) -> Trace:
+                    block_tokens: int = BLOCK_TOKENS, limit: int | None = None, block_stream: bool = False) -> Trace:
     """Read a Mooncake JSON Lines trace into a kvgym :class:`Trace` (see the module docstring)."""
     path = Path(path)
+    if block_stream and per_layer:
+        raise ConfigError(f"{path}: block_stream and per_layer exclude each other (a block stream has one page per block)")
     geo = geometry_preset(geometry) if isinstance(geometry, str) else geometry
     req = read_requests(path, block_tokens=block_tokens, limit=limit)
     n_req = len(req)
@@ -194,7 +200,7 @@ def import_mooncake(path: str | Path, *, geometry: str | ModelGeometry = "llama-
                           token_start=np.repeat(start, L), token_end=np.repeat(start + block_tokens, L),
                           fp16_bytes=np.full(n_blocks * L, layer_bytes, np.int64))
     else:
-        page, step = block, req_of_ref
+        page, step = block, (np.arange(req.block_refs, dtype=np.int64) if block_stream else req_of_ref)
         pages = PageTable(seq=req_of_ref[first].astype(np.int32), layer=np.zeros(n_blocks, np.int32),
                           token_start=start, token_end=start + block_tokens,
                           fp16_bytes=np.full(n_blocks, layer_bytes * geo.layers, np.int64))
@@ -203,7 +209,7 @@ def import_mooncake(path: str | Path, *, geometry: str | ModelGeometry = "llama-
         "source": path.name,
         "source_sha256": sha256_file(path),
         "params": {"geometry": geo.name, "per_layer": bool(per_layer), "block_tokens": block_tokens,
-                   "limit": limit},
+                   "limit": limit, "block_stream": bool(block_stream)},
         "geometry": geo.with_(tokens_per_page=block_tokens).to_dict(),
         "requests": n_req,
         "block_refs": int(req.block_refs),
@@ -211,7 +217,7 @@ def import_mooncake(path: str | Path, *, geometry: str | ModelGeometry = "llama-
         "timestamp_ms": [float(req.timestamp_ms[0]), float(req.timestamp_ms[-1])],
         "input_tokens": int(req.input_length.sum()),
         "output_tokens": int(req.output_length.sum()),
-        "step": "request index in arrival order",
+        "step": "block reference index" if block_stream else "request index in arrival order",
     }
     trace = Trace(step.astype(np.int64), page.astype(np.int64), pages, None, meta)
     validate(trace, str(path))
