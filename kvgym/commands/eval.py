@@ -11,7 +11,7 @@ import argparse
 
 def _cmd(args) -> int:
     from kvgym.bench.cells import expand, run_cell
-    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.bench.cli_common import grid_overrides
     from kvgym.bench.config import SweepConfig, load_config
     from kvgym.files import check_output, write_json
     from kvgym.sim.catalog import DEFAULT_NAME
@@ -21,13 +21,11 @@ def _cmd(args) -> int:
     keys = _keys(args)
     base = {"scenarios": [DEFAULT_NAME], "workloads": ["streaming"], "policies": ["lru"],
             "oracle": "", "backend": "serial"}
-    if args.trace or "traces" in keys:  # a trace file given: no default workload beside it
+    if args.traces or "traces" in keys:  # a trace file given: no default workload beside it
         base["workloads"] = []
-    if args.agent or "agents" in keys:
+    if args.agents or "agents" in keys:
         base["policies"] = []
-    cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=csv_list(args.scenario),
-                      workloads=csv_list(args.workload), traces=csv_list(args.trace),
-                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds),
+    cfg = load_config(SweepConfig, args.config, args.sets, base=base, **grid_overrides(args),
                       trust_pickle=True if args.trust_pickle else None)
     recs = [run_cell(c) for c in expand(cfg)]
     cols = ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
@@ -61,7 +59,7 @@ def _fmt(v) -> str:
 
 
 def register(subparsers) -> None:
-    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.cli_common import add_config_args, add_grid_args, keys_epilog
     from kvgym.bench.config import SweepConfig
 
     p = subparsers.add_parser(
@@ -71,12 +69,7 @@ def register(subparsers) -> None:
                     "files. Defaults: lru on streaming under the 'default' scenario, seed 0.",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
-    p.add_argument("--policy", help="policy spec(s), comma-separated, or 'all'")
-    p.add_argument("--agent", help="agent spec(s): policy:NAME or a saved agent's path")
-    p.add_argument("--scenario", help="scenario name(s) or patterns")
-    p.add_argument("--workload", help="workload spec(s), e.g. 'streaming(prompt_tokens=8192)'")
-    p.add_argument("--trace", help="trace file(s) (.parquet or parity cell .json)")
-    p.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    add_grid_args(p)
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     p.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
                    help="allow agents saved as SB3 .zip files (pickles: they can run code when loaded), each only "
