@@ -10,19 +10,17 @@ from hypothesis import strategies as st
 
 from kvgym.bench import leaderboard
 from kvgym.bench.results import csv_text, summarise
+from kvgym.sim.metrics import Metrics
 
 
 def rec(scen, src, pol, seed, misses, time_us, bytes_moved, kind="policy", status="ok"):
+    """A result record as the harness makes it: the cell's key plus ``Metrics.to_dict()``."""
     acc = 100
+    m = Metrics(n_tiers=2, accesses=acc, hits=acc - misses, misses=misses, tier_hits=[acc - misses, misses],
+                evictions=[misses, 0], link_bytes_demand=[0, bytes_moved], stall_us=time_us / 2,
+                compute_us=time_us / 2, total_time_us=time_us, peak_bytes=[4096, 8192], steps=acc, tokens=acc)
     return {"cell_id": f"{scen}-{src}-{pol}-{seed}", "scenario": scen, "source": src, "policy": pol, "kind": kind,
-            "seed": seed, "status": status, "error": "", "trace_accesses": acc, "trace_pages": 10,
-            "accesses": acc, "hits": acc - misses, "misses": misses, "full_misses": 0, "first_touch_misses": 0,
-            "hit_rate": (acc - misses) / acc, "evictions": misses, "bytes_moved": bytes_moved, "bytes_demand": bytes_moved,
-            "bytes_prefetch": 0, "bytes_demotion": 0, "prefetch_issued": 0, "prefetch_useful": 0, "prefetch_late": 0,
-            "prefetch_wasted": 0, "prefetch_usefulness": 0.0, "stall_us": time_us / 2, "compute_us": time_us / 2,
-            "total_time_us": time_us, "avg_latency_us": time_us / acc, "tokens_per_s": 1e6 * acc / time_us,
-            "steps": acc, "tokens": acc, "tier_hits": [acc - misses, misses], "evictions_tier": [misses, 0],
-            "peak_bytes": [4096, 8192]}
+            "seed": seed, "status": status, "error": "", "trace_accesses": acc, "trace_pages": 10, **m.to_dict()}
 
 
 def test_csv_format_is_exact():

@@ -90,15 +90,15 @@ def scenario(cost_model: str, prefetch: bool = True) -> Scenario:
                     cost_model=cost_model, prefetch=prefetch)
 
 
-COMMON = dict(accesses=20, hits=4, misses=16, full_misses=6, first_touch_misses=6, tier_hits=[4, 2, 6, 2],
-              evictions=[14, 11, 3, 0], link_bytes_demand=[0, 1200, 4000, 4800], link_bytes_prefetch=[0, 0, 800, 0],
-              link_bytes_demotion=[0, 9200, 7600, 1600], prefetch_issued=1, prefetch_useful=1, prefetch_wasted=0,
-              prefetch_late=0, peak_bytes=[1600, 1200, 1600, 1200], steps=11, tokens=11)
+COMMON = {"accesses": 20, "hits": 4, "misses": 16, "full_misses": 6, "first_touch_misses": 6, "tier_hits": [4, 2, 6, 2],
+              "evictions": [14, 11, 3, 0], "link_bytes_demand": [0, 1200, 4000, 4800], "link_bytes_prefetch": [0, 0, 800, 0],
+              "link_bytes_demotion": [0, 9200, 7600, 1600], "prefetch_issued": 1, "prefetch_useful": 1, "prefetch_wasted": 0,
+              "prefetch_late": 0, "peak_bytes": [1600, 1200, 1600, 1200], "steps": 11, "tokens": 11}
 
 
 @pytest.mark.parametrize("cost_model,times", [
-    ("serial", dict(stall_us=41180.0, compute_us=0.0, total_time_us=41180.0)),
-    ("overlap", dict(stall_us=31425.0, compute_us=150.0, total_time_us=31575.0)),
+    ("serial", {"stall_us": 41180.0, "compute_us": 0.0, "total_time_us": 41180.0}),
+    ("overlap", {"stall_us": 31425.0, "compute_us": 150.0, "total_time_us": 31575.0}),
 ])
 @pytest.mark.parametrize("engine", ["reference", "compiled"])
 def test_handworked_every_metric(cost_model, times, engine):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import kvgym  # noqa: F401
-from kvgym.envs.evaluate import eligible_bound, evaluate
 from kvgym.envs.agents import PolicyAgent, RandomAgent
 from kvgym.envs.diagnostics import candidate_report
+from kvgym.envs.evaluate import eligible_bound, evaluate
 from kvgym.errors import ConfigError
 from kvgym.sim.engine import simulate
 from kvgym.sim.policy import policy_names, prefetcher_names
@@ -116,7 +116,7 @@ def test_diagnostics_info_flag():
     trace = zipf_trace(6, n_pages=300, n=800)
     sc = Scenario(profile="seed-toy", capacities=(128000, 256000, 1000000, 8000000), cost_model="serial")
     env = gym.make("kvgym/Evict-v0", scenario=sc, trace=trace, k=4, diagnostics=True)
-    obs, info = env.reset(seed=0)
+    _, info = env.reset(seed=0)
     flags = [info["belady_in_candidates"]]
     for _ in range(100):
         _obs, _r, term, trunc, info = env.step(0)

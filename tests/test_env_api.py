@@ -107,7 +107,7 @@ def test_presets_reset_on_their_default_workload(env_id):
 # -- seeding and episodes ---------------------------------------------------------------------
 def rollout(env, seed, n=300, agent_seed=0):
     rng = np.random.default_rng(agent_seed)
-    obs, info = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed)
     out = [obs]
     for _ in range(n):
         valid = np.flatnonzero(obs["action_mask"])
@@ -126,8 +126,8 @@ def same(a, b) -> bool:
 
 @pytest.mark.parametrize("env_id", ["kvgym/Evict-v0", "kvgym/EvictPrefetch-v0"])
 def test_seeded_rollouts_are_reproducible(env_id):
-    kw = dict(trace=mixed_trace(1, n_pages=400), scenario=Scenario(capacities=("10%", None, None, None)), k=8,
-              sample=4)
+    kw = {"trace": mixed_trace(1, n_pages=400), "scenario": Scenario(capacities=("10%", None, None, None)), "k": 8,
+              "sample": 4}
     a = rollout(gym.make(env_id, **kw), seed=3)
     b = rollout(gym.make(env_id, **kw), seed=3)
     c = rollout(gym.make(env_id, **kw), seed=4)
@@ -200,7 +200,7 @@ def test_random_windows_start_on_step_boundaries():
 def test_rewards_add_up_to_the_episode_totals(reward, key):
     trace = mixed_trace(4)
     env = gym.make("kvgym/Evict-v0", trace=trace, scenario=SMALL, k=8, reward=reward, reward_scale=0.5)
-    obs, info = env.reset(seed=0)
+    _, info = env.reset(seed=0)
     start = {"stall_us": env.unwrapped.metrics().stall_us, "misses": env.unwrapped.metrics().misses,
              "bytes_moved": env.unwrapped.metrics().bytes_moved}
     total, comp = 0.0, 0.0
@@ -335,10 +335,10 @@ def test_traces_that_do_not_fit_the_scenario():
 
 
 def test_invalid_configuration_is_rejected_at_make():
-    bad = [dict(k=1), dict(k=8, sample=8), dict(reward="latency"), dict(reward_scale=0),
-           dict(prefetcher="no_such_prefetcher"), dict(render_mode="svg"), dict(episode_rows=0),
-           dict(split="holdout"), dict(scenario="no_such_scenario"),
-           dict(scenario={"profile": "seed-toy", "capacities": [1]})]
+    bad = [{"k": 1}, {"k": 8, "sample": 8}, {"reward": "latency"}, {"reward_scale": 0},
+           {"prefetcher": "no_such_prefetcher"}, {"render_mode": "svg"}, {"episode_rows": 0},
+           {"split": "holdout"}, {"scenario": "no_such_scenario"},
+           {"scenario": {"profile": "seed-toy", "capacities": [1]}}]
     for kw in bad:
         with pytest.raises(ConfigError), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gymnasium warns about the unknown render mode before we refuse it

@@ -190,7 +190,7 @@ def test_always_slot_zero_is_lru(lower):
     trace = mixed_trace(4, n_pages=400, n=3000)
     sc = Scenario(capacities=("8%", "5%", None, None), lower_policy=lower)
     env = gym.make("kvgym/Evict-v0", scenario=sc, trace=trace, k=6, sample=3)
-    obs, info = env.reset(seed=1)
+    _, info = env.reset(seed=1)
     n, done = 0, False
     while not done:
         assert env.unwrapped.eligible_pages().size > 6 or n < 50  # the sampled regime is exercised

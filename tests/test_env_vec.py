@@ -59,7 +59,7 @@ def test_gymnasium_vector_envs(kind):
     fns = [make("kvgym/Evict-v0", 0), make("kvgym/Evict-v0", 1)]
     venv = gym.vector.SyncVectorEnv(fns) if kind == "sync" else gym.vector.AsyncVectorEnv(fns, context="fork")
     try:
-        obs, infos = venv.reset(seed=[5, 6])
+        obs, _ = venv.reset(seed=[5, 6])
         assert obs["candidates"].shape == (2, 8, 11)
         rng = np.random.default_rng(0)
         ends = 0
@@ -117,7 +117,7 @@ def test_batched_vector_env_equals_independent_envs():
                 for key in obs:
                     assert np.array_equal(obs[key][i], sobs[i][key]), key
         actions = valid_actions(np.maximum(obs["action_mask"], ended[:, None]), rng)
-        obs, rew, term, trunc, info = venv.step(actions)
+        obs, rew, term, trunc, _info = venv.step(actions)
         for i in range(n):
             if ended[i]:
                 continue
@@ -179,7 +179,7 @@ def test_batched_vector_env_through_sb3_adapter():
     for _ in range(600):
         masks = np.stack(venv.env_method("action_masks"))
         assert np.array_equal(masks, obs["action_mask"].astype(bool))
-        obs, rewards, done, infos = venv.step(valid_actions(masks, rng))
+        obs, _rewards, done, infos = venv.step(valid_actions(masks, rng))
         for d, info in zip(done, infos):
             if d:  # SB3 semantics: reset in the same step, terminal observation in info
                 dones += 1

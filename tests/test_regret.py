@@ -10,7 +10,6 @@ import pytest
 from kvgym.cli import main
 from kvgym.errors import ConfigError
 from kvgym.oracle.belady import belady
-from kvgym.workloads import resolve_trace
 from kvgym.oracle.nextuse import future
 from kvgym.oracle.observe import observe
 from kvgym.oracle.plots import plot_gap_closed
@@ -21,6 +20,7 @@ from kvgym.sim.engine import Engine
 from kvgym.sim.policy import make_policy, make_prefetcher, policy_names
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
+from kvgym.workloads import resolve_trace
 
 P = 4096
 

@@ -94,7 +94,7 @@ def parse_grid(items) -> dict:
 
 
 def _latency_ms(r: dict) -> float:
-    return r["avg_latency_us"] / 1e3
+    return r["avg_access_latency_us"] / 1e3
 
 
 def _value(r: dict, metric: str) -> float:

@@ -34,13 +34,6 @@ from kvgym.sim.scenario import Scenario
 #: Bumped when the meaning of a cell result changes, so old per-cell files are not reused.
 CELL_SCHEMA = 1
 
-#: kv-hierarchy-lab v0.1's eight patterns (workload group ``patterns``); every other registered
-#: workload is a realistic decode workload (group ``decode``).
-PATTERN_WORKLOADS = ("chat_continuation", "rag_burst", "periodic_reuse", "long_tail_mix", "prefetch_friendly",
-                     "adversarial_burst", "mixed_locality", "adversarial_prefetch")
-WORKLOAD_GROUPS = ("decode", "patterns", "all")
-
-
 @dataclass(frozen=True)
 class Cell:
     """One unit of work. ``runner`` is a :class:`PolicySpec` (resolved) or an :class:`AgentSpec`."""
@@ -72,34 +65,13 @@ class Cell:
 
 
 # ---------------------------------------------------------------------------------------------
-def _workload_names() -> list[str]:
-    from kvgym.workloads import workload_names
-    return workload_names()
-
-
-def expand_workloads(specs) -> list:
-    """Expand the groups ``decode``, ``patterns`` and ``all`` into registered workload names."""
-    names = _workload_names()
-    out = []
-    for s in specs:
-        if s == "all":
-            out += names
-        elif s == "patterns":
-            out += [n for n in PATTERN_WORKLOADS if n in names]
-        elif s == "decode":
-            out += [n for n in names if n not in PATTERN_WORKLOADS]
-        else:
-            out.append(s)
-    return out
-
-
 def _check_workload(src: SourceSpec) -> None:
-    from kvgym.workloads import workloads
+    from kvgym.workloads import GROUPS, workloads
 
     wl = workloads()
     if src.name not in wl:
         raise ConfigError(f"unknown workload {src.name!r}; valid: {', '.join(sorted(wl))} (or the groups "
-                          f"{', '.join(WORKLOAD_GROUPS)})")
+                          f"{', '.join(GROUPS)}, all)")
     bad = sorted(set(src.params) - set(wl[src.name].defaults))
     if bad:
         raise ConfigError(f"workload {src.name!r}: unknown parameters {bad}; valid: {', '.join(sorted(wl[src.name].defaults))}")
@@ -122,14 +94,14 @@ def file_digest(path: str) -> str:
 
 
 def sources_of(cfg: SweepConfig) -> list[SourceSpec]:
-    from kvgym.workloads import workloads
+    from kvgym.workloads import expand_groups, workloads
 
     registered = workloads()
     for name in cfg.workload_params:
         if name not in registered:
             raise ConfigError(f"workload_params: unknown workload {name!r}; valid: {', '.join(sorted(registered))}")
     out: list[SourceSpec] = []
-    for spec in expand_workloads(cfg.workloads):
+    for spec in expand_groups(cfg.workloads):
         name = spec["name"] if isinstance(spec, dict) else str(spec).split("(", 1)[0].strip()
         src = SourceSpec.workload(spec, cfg.workload_params.get(name))
         _check_workload(src)
@@ -235,24 +207,6 @@ def _run_agent(spec: AgentSpec, scenario: Scenario, trace, seed: int):
     return evaluate(load_agent(spec.spec, trust_pickle=spec.trust_pickle), scenario, trace, seed=seed)
 
 
-def metrics_row(m) -> dict:
-    """The flat, JSON-serialisable result fields of a :class:`~kvgym.sim.metrics.Metrics`.
-    Per-tier lists stay lists here; the results table spreads them over ``tier{i}_*`` columns."""
-    return {
-        "accesses": m.accesses, "hits": m.hits, "misses": m.misses, "full_misses": m.full_misses,
-        "first_touch_misses": m.first_touch_misses, "hit_rate": m.hit_rate,
-        "tier_hits": list(m.tier_hits), "evictions": sum(m.evictions), "evictions_tier": list(m.evictions),
-        "bytes_moved": m.bytes_moved, "bytes_demand": sum(m.link_bytes_demand),
-        "bytes_prefetch": sum(m.link_bytes_prefetch), "bytes_demotion": sum(m.link_bytes_demotion),
-        "prefetch_issued": m.prefetch_issued, "prefetch_useful": m.prefetch_useful,
-        "prefetch_late": m.prefetch_late, "prefetch_wasted": m.prefetch_wasted,
-        "prefetch_usefulness": m.prefetch_usefulness, "stall_us": float(m.stall_us),
-        "compute_us": float(m.compute_us), "total_time_us": float(m.total_time_us),
-        "avg_latency_us": m.avg_access_latency_us, "tokens_per_s": m.tokens_per_s,
-        "steps": m.steps, "tokens": m.tokens, "peak_bytes": list(m.peak_bytes),
-    }
-
-
 def run_cell(cell: Cell) -> dict:
     """Run one cell; return its result record (``key`` columns, ``status``, ``error``, metrics)."""
     rec = {"cell_id": cell.cell_id, **cell.key, "status": "ok", "error": ""}
@@ -280,7 +234,7 @@ def run_cell(cell: Cell) -> dict:
     except SimulationError as e:  # e.g. a prefetch that finds every tier-0 resident pinned
         rec.update(status="infeasible", error=str(e).splitlines()[0])
         return rec
-    row = metrics_row(m)
+    row = m.to_dict()
     for k, v in row.items():
         if isinstance(v, float) and not math.isfinite(v):
             row[k] = None

@@ -23,9 +23,9 @@ import json
 from pathlib import Path
 
 from kvgym.bench import leaderboard
-from kvgym.files import write_text
 from kvgym.bench.results import read_records
 from kvgym.errors import ConfigError, KvgymError
+from kvgym.files import write_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;

@@ -33,14 +33,15 @@ from kvgym.files import atomic_write, write_text
 KEY_COLUMNS = ["scenario", "source", "policy", "kind", "seed"]
 HEAD_COLUMNS = KEY_COLUMNS + ["cell_id", "status", "error", "trace_accesses", "trace_pages"]
 METRIC_COLUMNS = [
-    "accesses", "hits", "misses", "full_misses", "first_touch_misses", "hit_rate", "evictions",
+    "accesses", "hits", "misses", "full_misses", "first_touch_misses", "hit_rate", "total_evictions",
     "bytes_moved", "bytes_demand", "bytes_prefetch", "bytes_demotion", "prefetch_issued",
     "prefetch_useful", "prefetch_late", "prefetch_wasted", "prefetch_usefulness", "stall_us",
-    "compute_us", "total_time_us", "avg_latency_us", "tokens_per_s", "steps", "tokens",
+    "compute_us", "total_time_us", "avg_access_latency_us", "tokens_per_s", "steps", "tokens",
 ]
 FLOAT_COLUMNS = {"hit_rate", "prefetch_usefulness", "stall_us", "compute_us", "total_time_us",
-                 "avg_latency_us", "tokens_per_s"}
-TIER_LISTS = {"tier_hits": "hits", "evictions_tier": "evictions", "peak_bytes": "peak_bytes"}
+                 "avg_access_latency_us", "tokens_per_s"}
+#: Per-tier lists of :meth:`Metrics.to_dict` and the ``tier{i}_*`` columns they spread over.
+TIER_LISTS = {"tier_hits": "hits", "evictions": "evictions", "peak_bytes": "peak_bytes"}
 
 
 def n_tiers(records: list[dict]) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def _cmd(args) -> int:
-    from kvgym.files import write_json, write_text
     from kvgym.bench.cli_common import invocation
+    from kvgym.files import write_json, write_text
     from kvgym.sim.calibration import default_calibration, fidelity
 
     path = args.calibration or default_calibration()
@@ -26,10 +26,10 @@ def _cmd(args) -> int:
     if args.out:
         cmd = invocation("calibrate") or "kvgym calibrate check"
         md = ["# Tier model against the H200 calibration", "", f"Made by `{cmd}`.", "",
-              "Copies: one copy of each size on an idle link (the model's measured curve, interpolated) "
+              ("Copies: one copy of each size on an idle link (the model's measured curve, interpolated) "
               "and the α-β fit of the same link. Batches: N page copies of 64 KiB issued back to back "
               "(each queued behind the previous one: `max(issue_us, bytes / wire)`). "
-              "Error = model / measured - 1.", "", summary, "",
+              "Error = model / measured - 1."), "", summary, "",
               "| kind | link | bytes | measured µs | model µs | error | α-β µs | α-β error |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in rows:

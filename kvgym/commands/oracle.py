@@ -15,10 +15,10 @@ from pathlib import Path
 def _cmd(args) -> int:
     from kvgym.files import check_output_dir, write_text
     from kvgym.oracle.bounds import oracle_bounds
-    from kvgym.workloads import resolve_trace
     from kvgym.oracle.plots import plot_mrc
     from kvgym.params import need_int, need_num
     from kvgym.sim.catalog import resolve_scenario
+    from kvgym.workloads import resolve_trace
 
     need_int("oracle", "--lp-max", args.lp_max, 0)
     if args.fetch_time is not None:

@@ -17,12 +17,12 @@ def _cmd(args) -> int:
     from kvgym.bench.cli_common import csv_list
     from kvgym.bench.specs import PolicySpec
     from kvgym.files import check_output_dir
-    from kvgym.workloads import resolve_trace
     from kvgym.oracle.regret import analyze
     from kvgym.oracle.report import write_report
     from kvgym.params import need_int
     from kvgym.sim.catalog import resolve_scenario
     from kvgym.sim.policy import make_policy, make_prefetcher
+    from kvgym.workloads import resolve_trace
 
     need_int("regret", "--top", args.top, 0)
     if args.window is not None:

@@ -146,8 +146,8 @@ def split_files(paths, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, li
     if not names:
         raise ConfigError("split_files: no trace files given")
     order = np.random.Generator(np.random.PCG64(seed)).permutation(len(names))
-    n_val = int(round(fr[1] * len(names)))
-    n_test = int(round(fr[2] * len(names)))
+    n_val = round(fr[1] * len(names))
+    n_test = round(fr[2] * len(names))
     n_train = max(1, len(names) - n_val - n_test) if fr[0] > 0 else 0
     picked = [names[i] for i in order]
     return {"train": picked[:n_train], "validation": picked[n_train:n_train + n_val],

@@ -59,7 +59,7 @@ def render_ansi(s: Snapshot, last: int = 8) -> str:
     lines = [f"{s.title} | step {s.step} | access {s.pos + 1}/{s.n_acc} | decisions {s.decisions}"]
     for t, name in enumerate(s.tier_names):
         frac = _fraction(int(s.used[t]), s.caps[t], s.footprint)
-        bar = "#" * int(round(frac * 20))
+        bar = "#" * round(frac * 20)
         cap = _human(s.caps[t]) if s.caps[t] is not None else "unbounded"
         lines.append(f"tier {t} {name:<12s} [{bar:<20s}] {100 * frac:5.1f}%  {_human(int(s.used[t]))} of {cap}")
     hr = s.hits / acc if acc else 0.0
@@ -80,7 +80,7 @@ def render_rgb(s: Snapshot) -> np.ndarray:
     for t in range(len(s.tier_names)):
         frac = _fraction(int(s.used[t]), s.caps[t], s.footprint)
         img[y:y + _BAR, :, :] = 48
-        img[y:y + _BAR, : int(round(frac * WIDTH))] = _TIER_COLORS[t % len(_TIER_COLORS)]
+        img[y:y + _BAR, : round(frac * WIDTH)] = _TIER_COLORS[t % len(_TIER_COLORS)]
         y += _BAR + _GAP
     top = y + _GAP
     h = HEIGHT - top - _GAP

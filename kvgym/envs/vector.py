@@ -27,6 +27,7 @@ sb3-contrib's ``MaskablePPO``). Limits: no ``render``; ``env_method`` serves ``a
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -43,7 +44,7 @@ REWARD_KINDS = ("stall", "misses", "bytes")
 class EvictVectorEnv(VectorEnv):
     """``num_envs`` copies of Evict-v0 (``prefetch_decisions=True``: EvictPrefetch-v0) in one batch."""
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 64, *, prefetch_decisions: bool = False, **env_kwargs):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
@@ -130,8 +131,8 @@ class EvictVectorEnv(VectorEnv):
         obs = {"candidates": self._obs_c.copy(), "context": self._obs_g.copy(), "action_mask": self._mask.copy()}
         ended = self._done.astype(bool)
         if ended.any():
-            for key in obs:
-                obs[key][ended] = 0
+            for arr in obs.values():
+                arr[ended] = 0
         return obs
 
     def action_masks(self) -> np.ndarray:

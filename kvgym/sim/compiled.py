@@ -196,10 +196,10 @@ class CompiledEngine:
         tier_rec["cap"] = [t.capacity_bytes if t.capacity_bytes is not None else _I64MAX for t in tiers]
         tier_rec["channels"] = [t.channels for t in tiers]
         lp = np.ascontiguousarray
-        self._arrays = dict(
-            size=lp(setup.page_bytes, np.int64), fp16=lp(pages.fp16_bytes, np.int64), layer=lp(pages.layer, np.int32),
-            seq=lp(pages.seq, np.int32), tok_start=lp(pages.token_start, np.int64),
-            tok_end=lp(pages.token_end, np.int64), decode=lp(setup.decode_us, np.float64))
+        self._arrays = {
+            "size": lp(setup.page_bytes, np.int64), "fp16": lp(pages.fp16_bytes, np.int64), "layer": lp(pages.layer, np.int32),
+            "seq": lp(pages.seq, np.int32), "tok_start": lp(pages.token_start, np.int64),
+            "tok_end": lp(pages.token_end, np.int64), "decode": lp(setup.decode_us, np.float64)}
         n_layers = int(pages.layer.max()) + 1 if n else 1
         n_seqs = int(pages.seq.max()) + 1 if n else 1
         c = setup.compute

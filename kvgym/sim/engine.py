@@ -101,7 +101,7 @@ class Engine:
         self.prefetcher = prefetcher if setup.scenario.prefetch else None
         self.caps = [t.capacity_bytes if t.capacity_bytes is not None else np.iinfo(np.int64).max for t in setup.tiers]
         self.size = setup.page_bytes
-        self.res: list[dict[int, None]] = [dict() for _ in range(n_t)]
+        self.res: list[dict[int, None]] = [{} for _ in range(n_t)]
         self.used = [0] * n_t
         self.pinned = np.zeros(ctx.n_pages, bool)
         self.seen = np.zeros(ctx.n_pages, bool)

@@ -65,8 +65,24 @@ class Metrics:
         return self.hits / self.accesses if self.accesses else 0.0
 
     @property
+    def bytes_demand(self) -> int:
+        return sum(self.link_bytes_demand)
+
+    @property
+    def bytes_prefetch(self) -> int:
+        return sum(self.link_bytes_prefetch)
+
+    @property
+    def bytes_demotion(self) -> int:
+        return sum(self.link_bytes_demotion)
+
+    @property
     def bytes_moved(self) -> int:
-        return sum(self.link_bytes_demand) + sum(self.link_bytes_prefetch) + sum(self.link_bytes_demotion)
+        return self.bytes_demand + self.bytes_prefetch + self.bytes_demotion
+
+    @property
+    def total_evictions(self) -> int:
+        return sum(self.evictions)
 
     @property
     def avg_access_latency_us(self) -> float:
@@ -80,11 +96,15 @@ class Metrics:
     def prefetch_usefulness(self) -> float:
         return self.prefetch_useful / self.prefetch_issued if self.prefetch_issued else 0.0
 
+    #: The derived figures :meth:`to_dict` adds to the fields.
+    DERIVED = ("hit_rate", "bytes_demand", "bytes_prefetch", "bytes_demotion", "bytes_moved", "total_evictions",
+               "avg_access_latency_us", "tokens_per_s", "prefetch_usefulness")
+
     def to_dict(self) -> dict:
+        """Every field (per-tier lists as lists) and every derived figure: the one flat record of
+        a run (``kvgym run --json``, the harness's result rows, the env's episode info)."""
         d = asdict(self)
-        d.update(hit_rate=self.hit_rate, bytes_moved=self.bytes_moved,
-                 avg_access_latency_us=self.avg_access_latency_us, tokens_per_s=self.tokens_per_s,
-                 prefetch_usefulness=self.prefetch_usefulness)
+        d.update({k: getattr(self, k) for k in self.DERIVED})
         return d
 
     def summary(self) -> dict:

@@ -26,6 +26,7 @@ Profiles (``seed-toy``, ``h200-measured``, ``h100-datasheet``) live in
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -109,7 +110,7 @@ class LinkCurve:
         x, y = self.bytes, self.us
         if not 2 <= len(x) == len(y) <= MAX_CURVE_POINTS:
             raise ConfigError(f"{where}: needs 2..{MAX_CURVE_POINTS} (bytes, us) points of equal count")
-        if any(b <= a for a, b in zip(x, x[1:])) or x[0] <= 0:
+        if any(b <= a for a, b in itertools.pairwise(x)) or x[0] <= 0:
             raise ConfigError(f"{where}: bytes must be positive and increasing")
         if not all(math.isfinite(v) and v > 0 for v in y):
             raise ConfigError(f"{where}: times must be finite and > 0")

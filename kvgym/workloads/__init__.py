@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ class Workload:
     fn: Callable[..., Trace]
     defaults: dict
     doc: str
+    group: str = "decode"
 
     @property
     def summary(self) -> str:
@@ -47,10 +48,20 @@ _ACCESS_SEQ: dict[str, Callable[[Trace], np.ndarray]] = {}
 _PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("kvgym_workload_progress", default=None)
 
 
-def register_workload(name: str, **defaults):
-    """Decorator: register ``fn(rng, **params) -> Trace`` under ``name`` with its defaults."""
+#: The workload groups a sweep may name, each the workloads registered with that ``group``
+#: (``all``: every workload).
+GROUPS = ("decode", "patterns")
+
+
+def register_workload(name: str, *, group: str = "decode", **defaults):
+    """Decorator: register ``fn(rng, **params) -> Trace`` under ``name`` with its defaults, in
+    ``group`` (``decode``: realistic decode workloads; ``patterns``: kv-hierarchy-lab v0.1's
+    eight access patterns). ``group`` is therefore never a workload parameter."""
+    if group not in GROUPS:
+        raise ValueError(f"workload {name!r}: group {group!r} is not one of {GROUPS}")
+
     def deco(fn):
-        _WORKLOADS[name] = Workload(name, fn, dict(defaults), (fn.__doc__ or "").strip())
+        _WORKLOADS[name] = Workload(name, fn, dict(defaults), (fn.__doc__ or "").strip(), group)
         return fn
     return deco
 
@@ -84,6 +95,22 @@ def workloads() -> dict[str, Workload]:
 
 def workload_names() -> list[str]:
     return sorted(workloads())
+
+
+def expand_groups(specs) -> list:
+    """Workload specs with the group names (:data:`GROUPS` and ``all``) replaced by their
+    workloads (``all``: every name, sorted; a group: in registration order); other specs pass
+    through."""
+    wl = workloads()
+    out = []
+    for s in specs:
+        if s == "all":
+            out += sorted(wl)
+        elif s in GROUPS:
+            out += [n for n, w in wl.items() if w.group == s]
+        else:
+            out.append(s)
+    return out
 
 
 def get_workload(name: str) -> Workload:

@@ -35,7 +35,7 @@ def _base(wl: str, num_pages: int, length: int, page_bytes: int, min_pages: int 
     need_int(wl, "page_bytes", page_bytes, 1)
 
 
-@register_workload("chat_continuation", num_pages=64, length=256, page_bytes=4096, slots=12, recent_slots=8,
+@register_workload("chat_continuation", group="patterns", num_pages=64, length=256, page_bytes=4096, slots=12, recent_slots=8,
                    replace_every=17)
 def chat_continuation(rng, *, num_pages, length, page_bytes, slots, recent_slots, replace_every):
     """A small working set that slowly changes; accesses favour its most recent slots.
@@ -62,7 +62,7 @@ def chat_continuation(rng, *, num_pages, length, page_bytes, slots, recent_slots
     return _trace(ws[t // replace_every, slot], num_pages, page_bytes)
 
 
-@register_workload("rag_burst", num_pages=96, length=320, page_bytes=4096, hot_pages=16, hot_draws=14,
+@register_workload("rag_burst", group="patterns", num_pages=96, length=320, page_bytes=4096, hot_pages=16, hot_draws=14,
                    cold_draws=6)
 def rag_burst(rng, *, num_pages, length, page_bytes, hot_pages, hot_draws, cold_draws):
     """Rounds of decode locality then a retrieval burst.
@@ -84,7 +84,7 @@ def rag_burst(rng, *, num_pages, length, page_bytes, hot_pages, hot_draws, cold_
     return _trace(np.concatenate([hot, cold], axis=1).ravel()[:length], num_pages, page_bytes)
 
 
-@register_workload("periodic_reuse", num_pages=80, length=320, page_bytes=4096, period=9, stride=3)
+@register_workload("periodic_reuse", group="patterns", num_pages=80, length=320, page_bytes=4096, period=9, stride=3)
 def periodic_reuse(rng, *, num_pages, length, page_bytes, period, stride):
     """A cycle: step ``t`` reads page ``(t % period) * stride % num_pages`` (an exact period)."""
     wl = "periodic_reuse"
@@ -97,7 +97,7 @@ def periodic_reuse(rng, *, num_pages, length, page_bytes, period, stride):
     return _trace((t % period) * stride % num_pages, num_pages, page_bytes)
 
 
-@register_workload("long_tail_mix", num_pages=128, length=400, page_bytes=4096, hot_pages=10, hot_share=0.7,
+@register_workload("long_tail_mix", group="patterns", num_pages=128, length=400, page_bytes=4096, hot_pages=10, hot_share=0.7,
                    zipf_s=1.0)
 def long_tail_mix(rng, *, num_pages, length, page_bytes, hot_pages, hot_share, zipf_s):
     """A hot set plus a Zipf tail.
@@ -118,14 +118,14 @@ def long_tail_mix(rng, *, num_pages, length, page_bytes, hot_pages, hot_share, z
     return _trace(np.where(is_hot, hot, tail), num_pages, page_bytes)
 
 
-@register_workload("prefetch_friendly", num_pages=48, length=240, page_bytes=4096)
+@register_workload("prefetch_friendly", group="patterns", num_pages=48, length=240, page_bytes=4096)
 def prefetch_friendly(rng, *, num_pages, length, page_bytes):
     """Sequential sweeps over all pages: step ``t`` reads page ``t % num_pages``."""
     _base("prefetch_friendly", num_pages, length, page_bytes)
     return _trace(np.arange(length, dtype=np.int64) % num_pages, num_pages, page_bytes)
 
 
-@register_workload("adversarial_burst", num_pages=96, length=320, page_bytes=4096, burst_size=12)
+@register_workload("adversarial_burst", group="patterns", num_pages=96, length=320, page_bytes=4096, burst_size=12)
 def adversarial_burst(rng, *, num_pages, length, page_bytes, burst_size):
     """Bursts that come back to pages a recency policy has just evicted.
 
@@ -148,7 +148,7 @@ def adversarial_burst(rng, *, num_pages, length, page_bytes, burst_size):
     return _trace(rows.ravel()[:length], num_pages, page_bytes)
 
 
-@register_workload("mixed_locality", num_pages=112, length=360, page_bytes=4096, phase_steps=60, hot_pages=12,
+@register_workload("mixed_locality", group="patterns", num_pages=112, length=360, page_bytes=4096, phase_steps=60, hot_pages=12,
                    warm_pages=20, stride=5)
 def mixed_locality(rng, *, num_pages, length, page_bytes, phase_steps, hot_pages, warm_pages, stride):
     """Three phases of ``phase_steps`` steps, repeating: hot set, warm set, stride.
@@ -170,7 +170,7 @@ def mixed_locality(rng, *, num_pages, length, page_bytes, phase_steps, hot_pages
     return _trace(pages, num_pages, page_bytes)
 
 
-@register_workload("adversarial_prefetch", num_pages=64, length=256, page_bytes=4096)
+@register_workload("adversarial_prefetch", group="patterns", num_pages=64, length=256, page_bytes=4096)
 def adversarial_prefetch(rng, *, num_pages, length, page_bytes):
     """Alternating jumps: even steps uniform over the first half of the pages, odd steps over the second."""
     wl = "adversarial_prefetch"
