@@ -53,7 +53,10 @@ is ever preempted. A request that could never fit alone is an error before the r
    - ``j < k``, source ``s >= 1``: tier s ``on_access(b, 0)``; ``write_back`` removes b from
      tier s (``on_evict`` there: the block leaves; no eviction is counted), ``write_through``
      leaves the copy; ``make_room(0, 1)``; add b to tier 0, ``on_insert``; a load of one block
-     over link s;
+     over link s. If b is already in tier 0 (a copy the lookup may not use: past ``u0``, after
+     the GPU prefix under ``gpu_prefix_first``, or held by a running request without a GPU
+     prefix cache), the load still happens but lands in that copy: no room is made, nothing is
+     added and no new pin is taken (b was pinned in 1; one copy per block id in tier 0);
    - ``j >= k``: if b is in tier 0 it is recomputed in place (touched, nothing moves);
      otherwise ``make_room(0, 1)``, add, ``on_insert``. Copies in lower tiers are untouched.
    Each block added to tier 0 gets r's pin (with ``pin``).
@@ -479,10 +482,11 @@ class ServingEngine:
                     self._remove(s, b)
                     if self.policies[s].on_evict is not None:
                         self.policies[s].on_evict(b, 0, self.step)
-                self._room0()
-                self._insert(0, b)
-                if pin:
-                    self._pin(b)
+                if not in0:  # else the load lands in the copy tier 0 already holds (and pins)
+                    self._room0()
+                    self._insert(0, b)
+                    if pin:
+                        self._pin(b)
                 batches.setdefault(s, []).append(b)
                 m.loads[s] += 1
                 m.link_bytes_load[s] += self.block_bytes
