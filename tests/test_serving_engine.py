@@ -8,6 +8,7 @@ import pytest
 from kvgym.errors import ConfigError, SimulationError
 from kvgym.sim.policy import make_admission, make_policy, serving_policy_names
 from kvgym.sim.serving import ServingConfig, ServingEngine, simulate_serving
+from kvgym.sim.serving.compiled import CompiledServing
 from kvgym.sim.tiers import profile
 from kvgym.traces.requests import RequestTrace
 from kvgym.workloads.serving import make_requests
@@ -201,12 +202,15 @@ def test_load_of_a_block_already_in_tier0_lands_in_that_copy():
     tr = RequestTrace.from_chains([0.0, 1e6, 1.1e6], [40, 40, 40], [1, 200, 1], [[0, 1, 2], [0, 1, 3], [0, 1, 4]],
                                   block_tokens=16)
     cfg = ServingConfig(capacities=(30, 10), gpu_prefix_cache=False)
+    for cls in (ServingEngine, CompiledServing):
+        eng = cls(tr, cfg, [make_policy("lru"), make_policy("lru")], make_admission("always"))
+        m = eng.run()
+        assert eng.admit_us[2] < eng.finish_us[1] and eng.finish_us[2] < eng.finish_us[1]  # R2 runs beside R1
+        assert m.loads == [0, 4] and m.prefix_hits == [0, 4] and m.hits == 2   # R2 finds R1's copies
+        assert m.stores == [0, 2] and m.evictions == [4, 0] and m.drops == [0, 0]
+        assert list(eng.prefix) == [0, 2, 2] and list(eng.loaded) == [0, 2, 2]
     eng = ServingEngine(tr, cfg, [make_policy("lru"), make_policy("lru")], make_admission("always"))
-    m = eng.run()
-    assert eng.admit_us[2] < eng.finish_us[1] and eng.finish_us[2] < eng.finish_us[1]  # R2 runs beside R1
-    assert m.loads == [0, 4] and m.prefix_hits == [0, 4] and m.hits == 2   # R2 finds R1's copies
-    assert m.stores == [0, 2] and m.evictions == [4, 0] and m.drops == [0, 0]
-    assert list(eng.prefix) == [0, 2, 2] and list(eng.loaded) == [0, 2, 2]
+    eng.run()
     assert eng.pin0.sum() == 0 and eng.used == [0, 2] and [len(r) for r in eng.resident] == [0, 2]
 
 
