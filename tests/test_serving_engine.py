@@ -8,6 +8,7 @@ import pytest
 from kvgym.errors import ConfigError, SimulationError
 from kvgym.sim.policy import make_admission, make_policy, serving_policy_names
 from kvgym.sim.serving import ServingConfig, ServingEngine, simulate_serving
+from kvgym.sim.serving.compiled import CompiledServing
 from kvgym.sim.tiers import profile
 from kvgym.traces.requests import RequestTrace
 from kvgym.workloads.serving import make_requests
@@ -189,6 +190,28 @@ def test_gpu_prefix_cache_off_keeps_nothing_in_tier0():
     eng = engine(tr, cfg)
     m = eng.run()
     assert m.prefix_hits == [0] and not eng.resident[0] and m.drops == [4]
+
+
+def test_load_of_a_block_already_in_tier0_lands_in_that_copy():
+    # Without a GPU prefix cache lookups skip tier 0. R0 computes blocks 0, 1 (16-token blocks,
+    # an 8-token tail) and writes them through to the host; they leave tier 0 when it finishes. R1
+    # loads them and decodes 200 tokens; R2 arrives while R1 still holds (and pins) them in tier 0,
+    # and loads them again. The second load lands in R1's copy: one slot per block, one pin per
+    # holder. (The specification used to add the blocks to tier 0 a second time: 4 slots counted for
+    # 2 residents and a pin that outlived R2.)
+    tr = RequestTrace.from_chains([0.0, 1e6, 1.1e6], [40, 40, 40], [1, 200, 1], [[0, 1, 2], [0, 1, 3], [0, 1, 4]],
+                                  block_tokens=16)
+    cfg = ServingConfig(capacities=(30, 10), gpu_prefix_cache=False)
+    for cls in (ServingEngine, CompiledServing):
+        eng = cls(tr, cfg, [make_policy("lru"), make_policy("lru")], make_admission("always"))
+        m = eng.run()
+        assert eng.admit_us[2] < eng.finish_us[1] and eng.finish_us[2] < eng.finish_us[1]  # R2 runs beside R1
+        assert m.loads == [0, 4] and m.prefix_hits == [0, 4] and m.hits == 2   # R2 finds R1's copies
+        assert m.stores == [0, 2] and m.evictions == [4, 0] and m.drops == [0, 0]
+        assert list(eng.prefix) == [0, 2, 2] and list(eng.loaded) == [0, 2, 2]
+    eng = ServingEngine(tr, cfg, [make_policy("lru"), make_policy("lru")], make_admission("always"))
+    eng.run()
+    assert eng.pin0.sum() == 0 and eng.used == [0, 2] and [len(r) for r in eng.resident] == [0, 2]
 
 
 def test_every_serving_policy_runs_in_every_tier_and_keeps_capacity():

@@ -108,6 +108,12 @@ struct Engine {
     int64_t *ctxbuf;
     /* ---- observation (env) ---- */
     void *obs;
+    /* ---- serving mode: this engine is one serving tier's view (serving.c); NULL in decode ---- */
+    const int64_t *focus;    /* [request, chain position, step] being served (-1: none) */
+    const int64_t *kids;     /* per block: children resident in this tier (radix_lru) */
+    double (*refetch)(const Engine *e, int32_t p);  /* µs to get p back into tier 0 (cost_aware_tiered) */
+    void *host;              /* the serving engine */
+    int host_tier;           /* this view's serving tier */
 };
 
 #endif

@@ -5,6 +5,7 @@
  * (page_fields, link_fields) so Python builds matching numpy dtypes. */
 #include "structs.c"
 #include "core.c"
+#include "policy_serving.c"
 #include "policy.c"
 #include "prefetch.c"
 #include "observe.c"
@@ -30,18 +31,25 @@ typedef struct {
     double prev[3];       /* env: stall µs, misses, bytes at the previous decision (rewards) */
 } EngineObject;
 
-static void *getbuf(EngineObject *self, PyObject *o, Py_ssize_t item, Py_ssize_t n, int writable, const char *name) {
-    if (o == NULL || o == Py_None) return NULL;
-    if (self->nbufs >= MAX_BUFS) { PyErr_SetString(PyExc_RuntimeError, "engine: too many buffers"); return NULL; }
-    Py_buffer *b = &self->bufs[self->nbufs];
+/* A C view of buffer ``o`` (``n`` items of ``item`` bytes, C-contiguous), held in bufs[*nbufs]
+ * (at most ``max``) until the owner releases it; NULL with a Python error on a mismatch. */
+static void *buffer_view(Py_buffer *bufs, int *nbufs, int max, PyObject *o, Py_ssize_t item, Py_ssize_t n,
+                         int writable, const char *name) {
+    if (*nbufs >= max) { PyErr_SetString(PyExc_RuntimeError, "engine: too many buffers"); return NULL; }
+    Py_buffer *b = &bufs[*nbufs];
     if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) return NULL;
-    self->nbufs++;
+    (*nbufs)++;
     if (b->itemsize != item || b->len != n * item) {
         PyErr_Format(PyExc_ValueError, "engine: buffer %s has itemsize %zd and %zd bytes, expected %zd x %zd",
                      name, b->itemsize, b->len, item, n);
         return NULL;
     }
     return b->buf;
+}
+
+static void *getbuf(EngineObject *self, PyObject *o, Py_ssize_t item, Py_ssize_t n, int writable, const char *name) {
+    if (o == NULL || o == Py_None) return NULL;
+    return buffer_view(self->bufs, &self->nbufs, MAX_BUFS, o, item, n, writable, name);
 }
 
 #define REQ(ptr, expr) do { ptr = (void *)(expr); if (!(ptr)) { if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "engine: missing %s", #ptr); return -1; } } while (0)
@@ -52,6 +60,8 @@ static void policy_free(Policy *P, int nt) {
     free(P->gpos); free(P->kib); free(P->scratch); free(P->nextu); free(P->sclass); free(P->sroot);
     free(P->length); free(P->cls); free(P->sd_root); free(P->sd_pos);
     free(P->gmap.f); free(P->gmap.z); free(P->gmap.t); free(P->gmap.gid);
+    free(P->rank); free(P->req_rank); free(P->bsess); free(P->sattached); free(P->activity);
+    free(P->sess_root); free(P->spos); ih_free(&P->sheap);
     pf_free(&P->pf);
     for (int t = 0; t < KV_MAX_TIERS; t++) {
         ih_free(&P->gheap[t]); ih_free(&P->mass[t]);
@@ -82,6 +92,131 @@ static int32_t *nil32(int64_t n) {
     int32_t *a = malloc((size_t)(n > 0 ? n : 1) * 4);
     if (a) for (int64_t i = 0; i < n; i++) a[i] = NIL;
     return a;
+}
+
+/* The policy record of an engine (a decode engine, or one tier's view in serving mode): the keys
+ * that order each tier's victims and the policy's own structures. ``pfpar``/``pipar``: the
+ * parameters packed by the policy's ``compiled_args``. Returns -1 with a Python error set. */
+static int policy_init(Engine *e, Policy *P, int policy_id, const double *pfpar, const int64_t *pipar, int lower_lru) {
+    int64_t n = e->n_pages, n_seqs = e->n_seqs;
+    int nt = e->nt;
+    memset(P, 0, sizeof *P);
+    P->id = policy_id;
+    e->pol = P;
+    memcpy(P->par, pfpar, sizeof P->par);
+    memcpy(P->ipar, pipar, sizeof P->ipar);
+    P->plan_victim = P->ghost_hit = NIL;
+    P->hand = NIL;
+    P->free_group = NIL;
+    int own0 = 0, lower = K_ARRIVAL;  /* tier-0 key and the lower tiers' key under lower_policy="same" */
+    switch (policy_id) {
+    case P_NONE: break;
+    case P_LRU: own0 = K_OWN; lower = K_POLICY; break;
+    case P_FIFO: case P_CLOCK: case P_SIEVE: case P_ARC: case P_S3FIFO: own0 = K_OWN; lower = K_LAST; break;
+    case P_LFU: own0 = K_POLICY; lower = K_LAST; break;
+    case P_HEAVY: case P_PREDICTIVE: case P_WINDOWED: case P_BELADY: case P_GDSF: own0 = K_POLICY; lower = K_POLICY; break;
+    case P_COSTAWARE: case P_REGRET: case P_BELADY_SIZE: case P_H2O: case P_STREAMING: case P_PY: own0 = K_OWN; lower = K_OWN; break;
+    /* serving-only policies (policy_serving.c): they never run in a decode engine's lower tiers */
+    case P_VLLM_LRU: case P_RADIX_LRU: case P_HITS_PER_TOKEN: own0 = K_POLICY; lower = K_LAST; break;
+    case P_VLLM_ARC: case P_LMCACHE_LRU: case P_SESSION: own0 = K_OWN; lower = K_LAST; break;
+    default: PyErr_Format(PyExc_ValueError, "engine: unknown policy id %d", policy_id); return -1;
+    }
+    e->t[0].key = own0;
+    for (int t = 1; t < nt; t++) e->t[t].key = lower_lru ? K_ARRIVAL : lower;
+    int need_lists = policy_id == P_LRU || policy_id == P_FIFO || policy_id == P_CLOCK || policy_id == P_SIEVE
+                     || policy_id == P_ARC || policy_id == P_S3FIFO || policy_id == P_VLLM_ARC
+                     || policy_id == P_LMCACHE_LRU;
+    for (int i = 0; i < 4; i++) ls_init(&P->L[i]);
+    ls_init(&P->ghost);
+    if (need_lists) {
+        P->prev = nil32(n); P->next = nil32(n); P->where = zalloc(n, 1);
+        if (!P->prev || !P->next || !P->where) { PyErr_NoMemory(); return -1; }
+    }
+    int64_t cap0 = e->t[0].cap;
+    if (cap0 == INT64_MAX) { cap0 = 0; for (int64_t i = 0; i < n; i++) cap0 += e->info[i].size; }
+    switch (policy_id) {
+    case P_LFU: case P_CLOCK: case P_SIEVE:
+        P->cnt = zalloc(n, 8); P->aux = zalloc(n, 8);
+        if (!P->cnt || !P->aux) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_ARC: case P_VLLM_ARC:
+        P->cap = cap0;
+        break;
+    case P_S3FIFO: {
+        P->cnt = zalloc(n, 8); P->in_ghost = zalloc(n, 1); P->gprev = nil32(n); P->gnext = nil32(n);
+        if (!P->cnt || !P->in_ghost || !P->gprev || !P->gnext) { PyErr_NoMemory(); return -1; }
+        /* queue shares in whole units (the gcd of page sizes), so results do not depend on page size */
+        int64_t unit = pipar[1] > 0 ? pipar[1] : 1, units = cap0 / unit;
+        P->small_cap = (int64_t)((double)units * pfpar[0]) * unit;
+        P->main_cap = cap0 - P->small_cap;
+        P->ghost_cap = (int64_t)((double)units * pfpar[1]) * unit;
+        break;
+    }
+    case P_WINDOWED:
+        P->cnt = zalloc(n, 8);
+        P->ring_cap = pipar[0] + 1;
+        P->ring = malloc((size_t)P->ring_cap * 4);
+        if (!P->cnt || !P->ring) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_GDSF: case P_HITS_PER_TOKEN:
+        P->cnt = zalloc(n, 8); P->val = zalloc(n, 8);
+        if (!P->cnt || !P->val) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_COSTAWARE: case P_REGRET:
+        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+        P->page_group = nil32(n);
+        P->kib = malloc((size_t)(n ? n : 1) * 8);
+        P->val = zalloc(n, 8);
+        P->aux = malloc((size_t)(n ? n : 1) * 8);
+        if (!P->page_group || !P->kib || !P->val || !P->aux) { PyErr_NoMemory(); return -1; }
+        for (int64_t i = 0; i < n; i++) { P->kib[i] = (double)e->info[i].size / 1024.0; P->aux[i] = -1; }
+        break;
+    case P_BELADY: case P_BELADY_SIZE:
+        if (!e->next_pos) { PyErr_SetString(PyExc_ValueError, "engine: an oracle policy needs the future"); return -1; }
+        P->nextu = malloc((size_t)(n ? n : 1) * 8);
+        if (!P->nextu) { PyErr_NoMemory(); return -1; }
+        memcpy(P->nextu, e->first_pos, (size_t)n * 8);
+        if (policy_id == P_BELADY_SIZE) {
+            if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+            P->sclass = malloc((size_t)(n ? n : 1) * 4);
+            if (!P->sclass) { PyErr_NoMemory(); return -1; }
+            /* size classes: distinct sizes, numbered in order of first appearance */
+            HMap m; if (hm_init(&m, 16) < 0) { PyErr_NoMemory(); return -1; }
+            int64_t maxs = 1;
+            for (int64_t i = 0; i < n; i++) {
+                int64_t *c = hm_find(&m, e->info[i].size);
+                if (!c) { hm_put(&m, e->info[i].size, P->n_sclass); P->sclass[i] = (int32_t)P->n_sclass++; }
+                else P->sclass[i] = (int32_t)*c;
+                if (e->info[i].size > maxs) maxs = e->info[i].size;
+            }
+            hm_free(&m);
+            P->sroot = nil32((int64_t)nt * (P->n_sclass ? P->n_sclass : 1));
+            if (!P->sroot) { PyErr_NoMemory(); return -1; }
+            P->never = (double)(e->n_future + 1) * (double)(n ? maxs : 1);
+        }
+        break;
+    case P_H2O: case P_STREAMING:
+        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+        P->length = zalloc(n_seqs, 8); P->cls = zalloc(n, 1);
+        P->sd_root = nil32((int64_t)nt * 3 * n_seqs); P->sd_pos = nil32((int64_t)nt * 3 * n_seqs);
+        if (!P->length || !P->cls || !P->sd_root || !P->sd_pos) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_RADIX_LRU:
+        P->cnt = zalloc(n, 8);
+        if (!P->cnt) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_VLLM_LRU:
+        P->rank = zalloc(n, 8);
+        if (!P->rank) { PyErr_NoMemory(); return -1; }
+        break;
+    case P_SESSION:
+        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
+        P->bsess = nil32(n); P->sattached = zalloc(n, 1);
+        if (!P->bsess || !P->sattached) { PyErr_NoMemory(); return -1; }
+        break;
+    default: break;
+    }
+    return 0;
 }
 
 /* Engine(**spec): see kvgym/sim/compiled.py for every key. */
@@ -174,17 +309,10 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
 
     /* ---- the policy ---- */
     Policy *P = &self->pol;
-    memset(P, 0, sizeof *P);
-    P->id = policy_id;
-    e->pol = P;
     double *pfpar; int64_t *pipar;
     REQ(pfpar, getbuf(self, o_pfpar, 8, 8, 0, "pfpar"));
     REQ(pipar, getbuf(self, o_pipar, 8, 4, 0, "pipar"));
-    memcpy(P->par, pfpar, sizeof P->par);
-    memcpy(P->ipar, pipar, sizeof P->ipar);
-    P->plan_victim = P->ghost_hit = NIL;
-    P->hand = NIL;
-    P->free_group = NIL;
+    if (policy_init(e, P, policy_id, pfpar, pipar, lower_lru) < 0) return -1;
     if (o_hooks != Py_None) {
         if (!PyTuple_Check(o_hooks) || PyTuple_GET_SIZE(o_hooks) != 2) { PyErr_SetString(PyExc_ValueError, "engine: hooks must be a 2-tuple"); return -1; }
         for (int i = 0; i < 2; i++) {
@@ -193,99 +321,8 @@ static int Engine_init(EngineObject *self, PyObject *args, PyObject *kw) {
         }
     }
     if (o_chooser != Py_None) { P->chooser = o_chooser; if (PyList_Append(self->refs, o_chooser) < 0) return -1; }
-    int own0 = 0, lower = K_ARRIVAL;  /* tier-0 key and the lower tiers' key under lower_policy="same" */
-    switch (policy_id) {
-    case P_NONE: break;
-    case P_LRU: own0 = K_OWN; lower = K_POLICY; break;
-    case P_FIFO: case P_CLOCK: case P_SIEVE: case P_ARC: case P_S3FIFO: own0 = K_OWN; lower = K_LAST; break;
-    case P_LFU: own0 = K_POLICY; lower = K_LAST; break;
-    case P_HEAVY: case P_PREDICTIVE: case P_WINDOWED: case P_BELADY: case P_GDSF: own0 = K_POLICY; lower = K_POLICY; break;
-    case P_COSTAWARE: case P_REGRET: case P_BELADY_SIZE: case P_H2O: case P_STREAMING: case P_PY: own0 = K_OWN; lower = K_OWN; break;
-    default: PyErr_Format(PyExc_ValueError, "engine: unknown policy id %d", policy_id); return -1;
-    }
     if (policy_id == P_PY && !P->chooser) { PyErr_SetString(PyExc_ValueError, "engine: a Python policy needs a chooser"); return -1; }
     if (policy_id == P_PY && !track_order) { PyErr_SetString(PyExc_ValueError, "engine: a Python policy needs track_order"); return -1; }
-    e->t[0].key = own0;
-    for (int t = 1; t < nt; t++) e->t[t].key = lower_lru ? K_ARRIVAL : lower;
-    int need_lists = policy_id == P_LRU || policy_id == P_FIFO || policy_id == P_CLOCK || policy_id == P_SIEVE
-                     || policy_id == P_ARC || policy_id == P_S3FIFO;
-    for (int i = 0; i < 4; i++) ls_init(&P->L[i]);
-    ls_init(&P->ghost);
-    if (need_lists) {
-        P->prev = nil32(n); P->next = nil32(n); P->where = zalloc(n, 1);
-        if (!P->prev || !P->next || !P->where) { PyErr_NoMemory(); return -1; }
-    }
-    int64_t cap0 = e->t[0].cap;
-    if (cap0 == INT64_MAX) { cap0 = 0; for (int64_t i = 0; i < n; i++) cap0 += e->info[i].size; }
-    switch (policy_id) {
-    case P_LFU: case P_CLOCK: case P_SIEVE:
-        P->cnt = zalloc(n, 8); P->aux = zalloc(n, 8);
-        if (!P->cnt || !P->aux) { PyErr_NoMemory(); return -1; }
-        break;
-    case P_ARC:
-        P->cap = cap0;
-        break;
-    case P_S3FIFO: {
-        P->cnt = zalloc(n, 8); P->in_ghost = zalloc(n, 1); P->gprev = nil32(n); P->gnext = nil32(n);
-        if (!P->cnt || !P->in_ghost || !P->gprev || !P->gnext) { PyErr_NoMemory(); return -1; }
-        /* queue shares in whole units (the gcd of page sizes), so results do not depend on page size */
-        int64_t unit = pipar[1] > 0 ? pipar[1] : 1, units = cap0 / unit;
-        P->small_cap = (int64_t)((double)units * pfpar[0]) * unit;
-        P->main_cap = cap0 - P->small_cap;
-        P->ghost_cap = (int64_t)((double)units * pfpar[1]) * unit;
-        break;
-    }
-    case P_WINDOWED:
-        P->cnt = zalloc(n, 8);
-        P->ring_cap = pipar[0] + 1;
-        P->ring = malloc((size_t)P->ring_cap * 4);
-        if (!P->cnt || !P->ring) { PyErr_NoMemory(); return -1; }
-        break;
-    case P_GDSF:
-        P->cnt = zalloc(n, 8); P->val = zalloc(n, 8);
-        if (!P->cnt || !P->val) { PyErr_NoMemory(); return -1; }
-        break;
-    case P_COSTAWARE: case P_REGRET:
-        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
-        P->page_group = nil32(n);
-        P->kib = malloc((size_t)(n ? n : 1) * 8);
-        P->val = zalloc(n, 8);
-        P->aux = malloc((size_t)(n ? n : 1) * 8);
-        if (!P->page_group || !P->kib || !P->val || !P->aux) { PyErr_NoMemory(); return -1; }
-        for (int64_t i = 0; i < n; i++) { P->kib[i] = (double)e->info[i].size / 1024.0; P->aux[i] = -1; }
-        break;
-    case P_BELADY: case P_BELADY_SIZE:
-        if (!e->next_pos) { PyErr_SetString(PyExc_ValueError, "engine: an oracle policy needs the future"); return -1; }
-        P->nextu = malloc((size_t)(n ? n : 1) * 8);
-        if (!P->nextu) { PyErr_NoMemory(); return -1; }
-        memcpy(P->nextu, e->first_pos, (size_t)n * 8);
-        if (policy_id == P_BELADY_SIZE) {
-            if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
-            P->sclass = malloc((size_t)(n ? n : 1) * 4);
-            if (!P->sclass) { PyErr_NoMemory(); return -1; }
-            /* size classes: distinct sizes, numbered in order of first appearance */
-            HMap m; if (hm_init(&m, 16) < 0) { PyErr_NoMemory(); return -1; }
-            int64_t maxs = 1;
-            for (int64_t i = 0; i < n; i++) {
-                int64_t *c = hm_find(&m, e->info[i].size);
-                if (!c) { hm_put(&m, e->info[i].size, P->n_sclass); P->sclass[i] = (int32_t)P->n_sclass++; }
-                else P->sclass[i] = (int32_t)*c;
-                if (e->info[i].size > maxs) maxs = e->info[i].size;
-            }
-            hm_free(&m);
-            P->sroot = nil32((int64_t)nt * (P->n_sclass ? P->n_sclass : 1));
-            if (!P->sroot) { PyErr_NoMemory(); return -1; }
-            P->never = (double)(e->n_future + 1) * (double)(n ? maxs : 1);
-        }
-        break;
-    case P_H2O: case P_STREAMING:
-        if (pf_init(&P->pf, n) < 0) { PyErr_NoMemory(); return -1; }
-        P->length = zalloc(n_seqs, 8); P->cls = zalloc(n, 1);
-        P->sd_root = nil32((int64_t)nt * 3 * n_seqs); P->sd_pos = nil32((int64_t)nt * 3 * n_seqs);
-        if (!P->length || !P->cls || !P->sd_root || !P->sd_pos) { PyErr_NoMemory(); return -1; }
-        break;
-    default: break;
-    }
     if (policy_id == P_PY) {
         REQ(P->cand_buf, getbuf(self, o_cands, 8, n, 1, "cands"));
         P->cand_cap = n;
@@ -731,6 +768,9 @@ static PyMethodDef mod_methods[] = {
     {"step_batch", mod_step_batch, METH_VARARGS, "step_batch(engines, actions, skip, rewards, done, kind, scale)"},
     {NULL}};
 
+/* The serving engine (it uses policy_init, nil32 and policy_free above). */
+#include "serving.c"
+
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_engine", "kvgym's compiled engine", -1, mod_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__engine(void) {
@@ -739,6 +779,21 @@ PyMODINIT_FUNC PyInit__engine(void) {
     if (!m) return NULL;
     Py_INCREF(&EngineType);
     if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) { Py_DECREF(&EngineType); Py_DECREF(m); return NULL; }
+    if (PyType_Ready(&ServingType) < 0) { Py_DECREF(m); return NULL; }
+    Py_INCREF(&ServingType);
+    if (PyModule_AddObject(m, "Serving", (PyObject *)&ServingType) < 0) { Py_DECREF(&ServingType); Py_DECREF(m); return NULL; }
+    /* policies a serving tier runs compiled: the decode ones (but the oracles) and the serving-only ones */
+    PyObject *spol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisisisisi}",
+        "none", P_NONE, "lru", P_LRU, "fifo", P_FIFO, "lfu", P_LFU, "clock", P_CLOCK, "sieve", P_SIEVE, "arc", P_ARC,
+        "s3fifo", P_S3FIFO, "heavy_hitter", P_HEAVY, "predictive", P_PREDICTIVE, "windowed_recency", P_WINDOWED,
+        "cost_aware", P_COSTAWARE, "regret_aware", P_REGRET, "cost_aware_tiered", P_GDSF, "h2o", P_H2O,
+        "streaming_llm", P_STREAMING, "vllm_lru", P_VLLM_LRU, "vllm_arc", P_VLLM_ARC, "radix_lru", P_RADIX_LRU,
+        "lmcache_lru", P_LMCACHE_LRU, "hits_per_token", P_HITS_PER_TOKEN, "session_aware", P_SESSION);
+    PyObject *sadm = Py_BuildValue("{sisisisi}", "always", AD_ALWAYS, "threshold", AD_THRESHOLD, "sketch", AD_SKETCH,
+                                   "python", AD_PY);
+    if (!spol || !sadm || PyModule_AddObject(m, "SERVING_POLICIES", spol) < 0 || PyModule_AddObject(m, "SERVING_ADMISSIONS", sadm) < 0) {
+        Py_XDECREF(spol); Py_XDECREF(sadm); Py_DECREF(m); return NULL;
+    }
     PyObject *pol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisi}",
         "none", P_NONE, "python", P_PY, "lru", P_LRU, "fifo", P_FIFO, "lfu", P_LFU, "clock", P_CLOCK,
         "sieve", P_SIEVE, "arc", P_ARC, "s3fifo", P_S3FIFO, "heavy_hitter", P_HEAVY, "predictive", P_PREDICTIVE,
@@ -751,6 +806,8 @@ PyMODINIT_FUNC PyInit__engine(void) {
         Py_XDECREF(pol); Py_XDECREF(pre); Py_DECREF(m); return NULL;
     }
     PyModule_AddIntConstant(m, "MAX_TIERS", KV_MAX_TIERS);
+    PyModule_AddIntConstant(m, "RQ_INSERTED", RQ_INSERTED);
+    PyModule_AddIntConstant(m, "RQ_REUSED", RQ_REUSED);
     PyModule_AddIntConstant(m, "MAX_CURVE", KV_MAX_CURVE);
     PyModule_AddIntConstant(m, "MAX_CHANNELS", KV_MAX_CH);
     return m;

@@ -349,7 +349,9 @@ static void s3_evict(Engine *e, int32_t v) {
 static double gdsf_value(Engine *e, int32_t p) {
     Policy *P = e->pol;
     int fall = e->nt > 1 ? 1 : e->backing;
-    double cost = (link_time(&e->link[fall][0], e->info[p].size, 0) + e->info[p].decode) + P->par[2];
+    /* serving: the load from the fastest tier below holding a copy, else the recompute */
+    double cost = (e->refetch ? e->refetch(e, p) : link_time(&e->link[fall][0], e->info[p].size, 0) + e->info[p].decode)
+                  + P->par[2];
     return (pow(1.0 + (double)P->cnt[p], P->par[0]) * cost) / pow((double)e->info[p].size, P->par[1]);
 }
 static void windowed_on_access(Engine *e, int32_t p) {
@@ -656,6 +658,9 @@ static void pol_on_access(Engine *e, int32_t p, int loc) {
         if (e->tok_end[p] > P->length[q]) { P->length[q] = e->tok_end[p]; sd_grow(e, q); }
         break;
     }
+    case P_RADIX_LRU: radix_touch(P, p); break;
+    case P_HITS_PER_TOKEN: if (loc == 0) { P->cnt[p]++; hpt_set(e, p); } break;
+    case P_SESSION: sess_touch(e, p); break;
     default: break;
     }
     if (P->hooks[0] || P->hooks[1]) py_hook(e, 0, p, loc);
@@ -668,6 +673,10 @@ static void pol_on_insert(Engine *e, int32_t p, int t) {
         switch (P->id) {
         case P_LFU: P->clock++; P->cnt[p] = 1; P->aux[p] = P->clock; break;
         case P_GDSF: P->val[p] = P->inflation + gdsf_value(e, p); break;
+        case P_VLLM_LRU: vl_insert(e, p); break;
+        case P_RADIX_LRU: radix_touch(P, p); break;
+        case P_HITS_PER_TOKEN: P->cnt[p] = 1; hpt_set(e, p); break;
+        case P_SESSION: sess_touch(e, p); break;
         default: break;
         }
     }
@@ -689,12 +698,15 @@ static void pol_enter(Engine *e, int32_t p, int t) {
         case P_SIEVE: P->cnt[p] = 0; fifo_enter(e, p); return;
         case P_ARC: arc_enter(e, p); return;
         case P_S3FIFO: s3_enter(e, p); return;
+        case P_VLLM_ARC: va_move(e, p, VT1); return;
+        case P_LMCACHE_LRU: fifo_enter(e, p); return;
         default: break;
         }
     }
     if (pinned_(e, p)) return;
     switch (P->id) {
     case P_COSTAWARE: case P_REGRET: band_add(e, p, t); break;
+    case P_SESSION: sess_attach(e, p); break;
     case P_BELADY_SIZE: bs_add(e, p, t); break;
     case P_H2O: case P_STREAMING: sd_add(e, p, t); break;
     default: break;
@@ -707,6 +719,7 @@ static void pol_leave(Engine *e, int32_t p, int t) {
     if (pinned_(e, p)) return;  /* pinned pages are out of the structures already */
     switch (P->id) {
     case P_COSTAWARE: case P_REGRET: band_del(e, p); break;
+    case P_SESSION: sess_detach(e, p); break;
     case P_BELADY_SIZE: bs_del(e, p, t); break;
     case P_H2O: case P_STREAMING: sd_del(e, p, t); break;
     default: break;
@@ -718,6 +731,7 @@ static void pol_pin(Engine *e, int32_t p, int t) {
     switch (P->id) {
     case P_S3FIFO: if (t == 0 && P->where[p]) P->L[P->where[p] - 1].npin++; break;
     case P_COSTAWARE: case P_REGRET: band_del(e, p); break;
+    case P_SESSION: sess_detach(e, p); break;
     case P_BELADY_SIZE: bs_del(e, p, t); break;
     case P_H2O: case P_STREAMING: sd_del(e, p, t); break;
     default: break;
@@ -731,8 +745,17 @@ static void pol_unpin(Engine *e, int32_t p) {  /* step end; p is in tier 0 */
     case P_COSTAWARE: case P_REGRET: band_add(e, p, 0); break;
     case P_BELADY_SIZE: bs_add(e, p, 0); break;
     case P_H2O: case P_STREAMING: sd_add(e, p, 0); break;
+    case P_SESSION: sess_attach(e, p); break;
     default: break;
     }
+}
+
+/* One tier-0 page unpinned while others stay pinned (a serving tier's view): the step-end
+ * pol_unpin, except that S3-FIFO's pinned counts drop by this page only. */
+static void pol_unpin_one(Engine *e, int32_t p) {
+    Policy *P = e->pol;
+    if (P->id == P_S3FIFO) { if (P->where[p]) P->L[P->where[p] - 1].npin--; }
+    else pol_unpin(e, p);
 }
 
 /* Victim among the unpinned residents of tier t (tier 0, or a policy-owned lower tier). */
@@ -745,6 +768,9 @@ static int32_t pol_choose(Engine *e, int t) {
         case P_SIEVE: return sieve_choose(e);
         case P_ARC: return arc_choose(e);
         case P_S3FIFO: return s3_choose(e);
+        case P_VLLM_ARC: return va_choose(e);
+        case P_LMCACHE_LRU: return ls_first_unpinned(&P->L[0], P->next, e->pg, e->stamp);
+        case P_SESSION: return sess_choose(e);
         default: break;
         }
     }
@@ -784,6 +810,10 @@ static void pol_on_evict(Engine *e, int32_t p, int t) {
     case P_COSTAWARE: if (own) band_del(e, p); break;
     case P_BELADY_SIZE: if (own) bs_del(e, p, t); break;
     case P_H2O: case P_STREAMING: if (own) sd_del(e, p, t); break;
+    case P_VLLM_ARC: if (t == 0) va_evict(e, p); break;
+    case P_LMCACHE_LRU: if (t == 0) { ls_remove(&P->L[0], P->prev, P->next, p, 0); P->where[p] = 0; } break;
+    case P_HITS_PER_TOKEN: if (t == 0) P->inflation = P->val[p]; break;
+    case P_SESSION: if (own) sess_detach(e, p); break;
     default: break;
     }
 }
@@ -800,6 +830,9 @@ static uint64_t pol_key(Engine *e, int32_t p, int t, int64_t *b) {
     case P_WINDOWED: return key_i64(P->cnt[p] * 1000000 + e->pg[p].last_access);
     case P_BELADY: return key_i64(-P->nextu[p]);
     case P_GDSF: return key_f64(P->val[p]);
+    case P_VLLM_LRU: return key_i64(P->rank[p]);
+    case P_RADIX_LRU: return radix_key(e, p);
+    case P_HITS_PER_TOKEN: return key_f64(P->val[p]);
     default: return 0;
     }
 }

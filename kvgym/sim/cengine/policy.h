@@ -15,6 +15,9 @@ typedef struct {
     int32_t next_free;
 } Group;
 
+/* What a request did with a block in one serving tier (vLLM's _RequestCacheAccess). */
+enum { RQ_OBSERVED = 1, RQ_INSERTED = 2, RQ_REUSED = 4, RQ_MISS_SEEN = 8 };
+
 typedef struct {          /* open addressing (t, f, zbits) -> group id */
     int64_t *f; uint64_t *z; int32_t *t, *gid;
     int64_t n, cap;
@@ -77,6 +80,18 @@ struct Policy {
     IHeap sd_heap[KV_MAX_TIERS][3];
     int32_t *sd_pos;      /* [(t * 3 + c) * n_seqs + q] */
     IHeap mass[KV_MAX_TIERS];
+    /* vllm_lru (serving) */
+    int64_t *rank;        /* per block: (R << 32) + 2^31 - chain position */
+    int64_t *req_rank;    /* per request: its R, 0 = none yet */
+    int64_t next_rank;
+    /* session_aware (serving) */
+    int32_t *bsess;       /* per block: its session (dense id), -1 none */
+    uint8_t *sattached;   /* per block: in its session's heap (a resident candidate) */
+    int64_t *activity;    /* per session: step of its latest touch, -1 never */
+    int32_t *sess_root;   /* per session: pairing heap of its candidates by (depth, insertion) */
+    int32_t *spos;        /* per session: position in sheap */
+    IHeap sheap;          /* sessions by (activity * 2^24 + depth of their root, insertion of the root) */
+    const int64_t *sess_of_req, *sess_of_seq;
     /* Python */
     PyObject *hooks[2];   /* objects whose on_access/on_insert/on_evict are called (policy, prefetcher) */
     PyObject *chooser;    /* callable(tier, n) -> victim page, candidates in cand_buf */

@@ -2,8 +2,9 @@
 LMCache, Dynamo KVBM), with recompute, write-through and admission, and time to first token.
 
 Public API: :class:`ServingConfig`, :func:`simulate_serving` (returns
-:class:`~kvgym.sim.metrics.ServingMetrics`). The rules are the docstring of
-:mod:`kvgym.sim.serving.engine` (the specification); ``docs/serving.md`` cites their sources.
+:class:`~kvgym.sim.metrics.ServingMetrics`; ``engine="compiled"``, the default, runs
+:mod:`kvgym.sim.serving.compiled`, ``"reference"`` the specification). The rules are the docstring
+of :mod:`kvgym.sim.serving.engine` (the specification); ``docs/serving.md`` cites their sources.
 """
 
 from kvgym.sim.metrics import ServingMetrics

@@ -34,8 +34,12 @@ from kvgym.sim.serving.links import transfer_us
 
 
 class ServingContext(SimContext):
-    def __init__(self, setup, tier: int, engine):
-        super().__init__(setup)
+    """Tier ``tier``'s view. ``engine`` provides ``trace``, ``kids`` and ``in_tier`` (tiers x
+    blocks), ``session_key``, ``links``, ``block_bytes``, ``n_tiers`` and ``compute``; ``state``:
+    the tier's per-block records (new if omitted; the compiled engine passes its own)."""
+
+    def __init__(self, setup, tier: int, engine, state: np.ndarray | None = None):
+        super().__init__(setup, state=state)
         bt = engine.trace.block_table
         self.tier = tier
         self.req = -1
@@ -58,7 +62,14 @@ class ServingContext(SimContext):
             if below:
                 out[i] = transfer_us(e.links[below[0]], e.block_bytes, 1)
             else:
-                s = int(self.position[b]) * e.trace.block_tokens
-                n, a, k = prefill_terms(s, s + int(self.block_tokens[b]))
-                out[i] = e.compute.iteration_us(n, a, 0, k)
+                out[i] = recompute_us(e.compute, e.trace.block_tokens, int(self.position[b]),
+                                      int(self.block_tokens[b]))
         return out
+
+
+def recompute_us(compute, block_tokens: int, position: int, tokens: int) -> float:
+    """µs of the iteration that recomputes just one block: ``tokens`` tokens at chain position
+    ``position`` (``block_tokens`` per block), nothing sampled."""
+    s = position * block_tokens
+    n, a, k = prefill_terms(s, s + tokens)
+    return compute.iteration_us(n, a, 0, k)

@@ -1,8 +1,10 @@
 """The serving-mode specification engine: request-level prefix caching across tiers.
 
-Readable and exact; the compiled engine must reproduce it rule for rule. State is arrays
-indexed by dense block id and request id; every tie is broken as stated; every float operation
-is listed. Sources of each rule are cited in ``docs/serving.md``.
+Readable and exact; the compiled engine (:mod:`kvgym.sim.serving.compiled`, C in
+``kvgym/sim/cengine/serving.c``) reproduces it rule for rule, to the bit
+(``tests/test_serving_properties.py``). State is arrays indexed by dense block id and request id;
+every tie is broken as stated; every float operation is listed. Sources of each rule are cited in
+``docs/serving.md``.
 
 **Inputs.** A :class:`~kvgym.traces.requests.RequestTrace` (``B`` tokens per block), a
 :class:`~kvgym.sim.serving.config.ServingConfig` resolved to tiers ``0..T-1`` (tier 0 = the GPU
@@ -53,7 +55,10 @@ is ever preempted. A request that could never fit alone is an error before the r
    - ``j < k``, source ``s >= 1``: tier s ``on_access(b, 0)``; ``write_back`` removes b from
      tier s (``on_evict`` there: the block leaves; no eviction is counted), ``write_through``
      leaves the copy; ``make_room(0, 1)``; add b to tier 0, ``on_insert``; a load of one block
-     over link s;
+     over link s. If b is already in tier 0 (a copy the lookup may not use: past ``u0``, after
+     the GPU prefix under ``gpu_prefix_first``, or held by a running request without a GPU
+     prefix cache), the load still happens but lands in that copy: no room is made, nothing is
+     added and no new pin is taken (b was pinned in 1; one copy per block id in tier 0);
    - ``j >= k``: if b is in tier 0 it is recomputed in place (touched, nothing moves);
      otherwise ``make_room(0, 1)``, add, ``on_insert``. Copies in lower tiers are untouched.
    Each block added to tier 0 gets r's pin (with ``pin``).
@@ -126,21 +131,23 @@ nothing); every time metric is 0.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 
 import numpy as np
 
-from kvgym.errors import SimulationError
-from kvgym.sim.metrics import ServingMetrics, nearest_rank, sequential_mean
-from kvgym.sim.policy import Admission, Policy, make_admission, make_policy
-from kvgym.sim.scenario import Scenario, Setup
+from kvgym.errors import ConfigError, SimulationError
+from kvgym.sim.metrics import ServingMetrics
+from kvgym.sim.policy import Admission, Policy
 from kvgym.sim.serving.compute import decode_terms, prefill_terms
 from kvgym.sim.serving.config import Resolved, ServingConfig
 from kvgym.sim.serving.context import ServingContext
 from kvgym.sim.serving.links import transfer_us
-from kvgym.sim.tiers import make_link, profile
-from kvgym.traces.format import PageTable
-from kvgym.traces.quant import quantization
+from kvgym.sim.serving.prepare import (
+    check_fit,
+    check_policies,
+    prepare,
+    serving_policies,
+    summarize,
+)
 from kvgym.traces.requests import RequestTrace, validate_requests
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
@@ -172,27 +179,26 @@ class ServingEngine:
         validate_requests(trace, "trace")
         self.trace = trace
         self.cfg = config
-        res: Resolved = config.resolve(trace.n_blocks, trace.block_tokens)
+        # Tiers, capacities (blocks), load links, compute; without timing arrivals are 0, one request
+        # runs at a time and the budget is unbounded (kvgym.sim.serving.prepare).
+        prep = prepare(trace, config)
+        res: Resolved = prep.res
         self.res = res
         self.tiers = res.tiers
-        self.n_tiers = T = len(res.tiers)
-        if len(policies) != T or len({id(p) for p in policies}) != T:
-            raise SimulationError(f"serving needs {T} distinct policy objects (one per tier), got {len(policies)}")
-        self.caps = [c if c is not None else np.iinfo(np.int64).max for c in res.capacities]
-        # Load links: tier s -> tier 0 (the profile's measured curve for that pair, else α-β).
-        curves = profile(config.profile).curves
-        self.links = {s: make_link(res.tiers, curves, s, 0) for s in range(1, T)}
+        self.n_tiers = T = prep.n_tiers
+        check_policies(policies, T)
+        self.caps = list(prep.caps)
+        self.links = prep.links
         self.block_bytes = res.block_bytes
         self.compute = res.compute
         self.timing = config.timing
-        # Without timing the clock never moves: every request counts as arrived at 0.
-        self.arrival = trace.arrival_us if config.timing else np.zeros(len(trace), np.float64)
-        self.max_running = config.max_running if config.timing else 1
-        self.budget = config.token_budget if config.timing else np.iinfo(np.int64).max
+        self.arrival = prep.arrival
+        self.max_running = prep.max_running
+        self.budget = prep.budget
         n = trace.n_blocks
         nr = len(trace)
         self.B = trace.block_tokens
-        self.session_key = np.where(trace.session >= 0, trace.session, -(np.arange(nr, dtype=np.int64) + 2))
+        self.session_key = prep.session_key
         self.resident: list[dict[int, None]] = [{} for _ in range(T)]
         self.in_tier = np.zeros((T, n), bool)
         self.kids = np.zeros((T, n), np.int64)
@@ -210,8 +216,7 @@ class ServingEngine:
         self.policies = policies
         self.admission = admission
         self.parent = trace.block_table.parent
-        pages = self._block_pages()
-        self.ctx = [ServingContext(self._setup(t, pages), t, self) for t in range(T)]
+        self.ctx = [ServingContext(prep.setups[t], t, self) for t in range(T)]
         for t, p in enumerate(policies):
             p.bind(self.ctx[t])
         admission.bind(self.ctx[1] if T > 1 else self.ctx[0])
@@ -231,45 +236,7 @@ class ServingEngine:
         self.anon_of = np.zeros(nr, np.int64)
         self.growth_left = np.zeros(nr, np.int64)
         self.pending: list[list[tuple[int, int]]] = [[] for _ in range(nr)]
-        self._check_fit()
-
-    # -- setup ---------------------------------------------------------------------------
-    def _block_pages(self) -> PageTable:
-        """The blocks as a page table: seq = first request using the block, token span in its chain."""
-        tr = self.trace
-        bt = tr.block_table
-        n = tr.n_blocks
-        first_req = np.full(n, len(tr), np.int64)
-        if len(tr.blocks):
-            rows = np.repeat(np.arange(len(tr), dtype=np.int64), np.diff(tr.offsets))
-            np.minimum.at(first_req, tr.blocks, rows)
-        if len(tr.out_blocks):
-            rows = np.repeat(np.arange(len(tr), dtype=np.int64), np.diff(tr.out_offsets))
-            np.minimum.at(first_req, tr.out_blocks, rows)
-        start = bt.position * self.B
-        fp16 = self.B * self.res.geometry.kv_bytes_per_token()
-        return PageTable(seq=first_req.astype(np.int32), layer=np.zeros(n, np.int32), token_start=start,
-                         token_end=start + bt.tokens, fp16_bytes=np.full(n, fp16, np.int64))
-
-    def _setup(self, t: int, pages: PageTable) -> Setup:
-        n = len(pages)
-        scen = Scenario(name=self.cfg.name, profile=self.cfg.profile, quantization=self.cfg.quantization)
-        # Policies count in blocks: every block is one unit and a tier holds its capacity in blocks.
-        tiers = tuple(replace(tier, capacity_bytes=cap) for tier, cap in zip(self.tiers[t:], self.res.capacities[t:]))
-        return Setup(scen, tiers, profile(self.cfg.profile).compute, quantization(self.cfg.quantization),
-                     np.ones(n, np.int64), np.zeros(n, np.float64), pages)
-
-    def _check_fit(self) -> None:
-        if not self.cfg.pin or self.caps[0] == np.iinfo(np.int64).max:
-            return
-        tr = self.trace
-        P, O = tr.prompt_tokens, tr.output_tokens
-        total = np.where(O > 0, -(-(P + O - 1) // self.B), -(-P // self.B))
-        if (bad := np.flatnonzero(total > self.caps[0])).size:
-            r = int(bad[0])
-            raise SimulationError(f"request {r} needs {int(total[r])} blocks in tier 0 at once (prompt {int(P[r])}, "
-                                  f"output {int(O[r])} tokens, {self.B}-token blocks), more than tier 0 holds "
-                                  f"({self.caps[0]} blocks)")
+        check_fit(trace, config, self.caps[0])
 
     # -- residency -------------------------------------------------------------------------
     def _add(self, t: int, b: int) -> None:
@@ -479,10 +446,11 @@ class ServingEngine:
                     self._remove(s, b)
                     if self.policies[s].on_evict is not None:
                         self.policies[s].on_evict(b, 0, self.step)
-                self._room0()
-                self._insert(0, b)
-                if pin:
-                    self._pin(b)
+                if not in0:  # else the load lands in the copy tier 0 already holds (and pins)
+                    self._room0()
+                    self._insert(0, b)
+                    if pin:
+                        self._pin(b)
                 batches.setdefault(s, []).append(b)
                 m.loads[s] += 1
                 m.link_bytes_load[s] += self.block_bytes
@@ -792,36 +760,17 @@ class ServingEngine:
         return self._summarize()
 
     def _summarize(self) -> ServingMetrics:
-        tr, m = self.trace, self.m
-        m.misses = m.accesses - m.hits
-        m.peak_bytes = [p * self.block_bytes for p in self.peak]
-        ttft = (self.first_us - self.arrival).tolist()
-        queue = (self.admit_us - self.arrival).tolist()
-        O = tr.output_tokens
-        tpot = [(self.finish_us[r] - self.first_us[r]) / (int(O[r]) - 1) for r in range(len(tr)) if O[r] >= 2]
-        m.ttft_mean_us = sequential_mean(ttft)
-        m.ttft_p50_us, m.ttft_p90_us, m.ttft_p99_us = (nearest_rank(ttft, p) for p in (50, 90, 99))
-        m.tpot_mean_us = sequential_mean(tpot)
-        m.queue_mean_us = sequential_mean(queue)
-        m.queue_p90_us = nearest_rank(queue, 90)
-        if len(tr):
-            m.makespan_us = float(self.finish_us.max()) - float(self.arrival[0])
-            m.requests_per_s = m.requests / (m.makespan_us * 1e-6) if m.makespan_us > 0 else 0.0
+        summarize(self.m, self.trace, self.arrival, self.admit_us, self.first_us, self.finish_us, self.peak,
+                  self.block_bytes)
         self.per_request = {"admit_us": self.admit_us, "first_token_us": self.first_us, "finish_us": self.finish_us,
                             "prefix_blocks": self.prefix, "loaded_blocks": self.loaded}
-        return m
-
-
-def _policy(spec, params: dict | None) -> Policy:
-    if isinstance(spec, Policy):
-        return spec
-    return make_policy(spec, **(params or {}))
+        return self.m
 
 
 def simulate_serving(trace: RequestTrace, config: ServingConfig, policy: str | Policy = "lru", *,
                      lower: str | Policy | list = "lru", admission: str | Admission = "always",
                      policy_params: dict | None = None, lower_params: dict | None = None,
-                     admission_params: dict | None = None) -> ServingMetrics:
+                     admission_params: dict | None = None, engine: str = "compiled") -> ServingMetrics:
     """Simulate ``trace`` under ``config`` and return its :class:`ServingMetrics`.
 
     Args:
@@ -830,13 +779,15 @@ def simulate_serving(trace: RequestTrace, config: ServingConfig, policy: str | P
         lower: the policy of every lower tier: a name (a fresh object per tier, with
             ``lower_params``), or a list with one name or object per lower tier.
         admission: gates stores into tier 1 (name with ``admission_params``, or an object).
+        engine: ``"compiled"`` (:mod:`kvgym.sim.serving.compiled`, the default: the same metrics to
+            the bit; a policy without a compiled implementation is called back in Python) or
+            ``"reference"`` (this module's :class:`ServingEngine`, the specification).
     """
-    T = len(config.tiers)
-    lows = list(lower) if isinstance(lower, (list, tuple)) else [lower] * (T - 1)
-    if len(lows) != T - 1:
-        raise SimulationError(f"lower: {len(lows)} policies given for {T - 1} lower tiers")
-    if any(isinstance(x, Policy) for x in lows) and not isinstance(lower, (list, tuple)) and T > 2:
-        raise SimulationError("lower: give one policy object per lower tier (a list), not one shared object")
-    pols = [_policy(policy, policy_params)] + [_policy(x, lower_params) for x in lows]
-    adm = admission if isinstance(admission, Admission) else make_admission(admission, **(admission_params or {}))
+    if engine not in ("compiled", "reference"):
+        raise ConfigError(f"engine={engine!r}; valid: compiled, reference")
+    pols, adm = serving_policies(config, policy, lower, admission, policy_params, lower_params, admission_params)
+    if engine == "compiled":
+        from kvgym.sim.serving.compiled import CompiledServing
+
+        return CompiledServing(trace, config, pols, adm).run()
     return ServingEngine(trace, config, pols, adm).run()
