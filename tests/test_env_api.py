@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 import kvgym
 from kvgym.envs.config import EnvConfig, Splits, split_files
 from kvgym.envs.evict import NoDecisionError
-from kvgym.envs.registration import ENV_IDS, PRESETS, register_envs
+from kvgym.envs.registration import DECODE_ENV_IDS, ENV_IDS, PRESETS, register_envs
 from kvgym.errors import ConfigError
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
@@ -69,7 +69,7 @@ KNOWN_WARNINGS = ("is different from the unwrapped version",  # check_env on the
                   "unconventional shape")  # SB3's advice to flatten Box(k, F); its extractor flattens it
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", DECODE_ENV_IDS)
 def test_gymnasium_and_sb3_checkers_pass(env_id):
     """check_env on the made env and on .unwrapped, and SB3's check_env, for every registered id.
 
@@ -87,7 +87,7 @@ def test_gymnasium_and_sb3_checkers_pass(env_id):
     assert unexpected == []
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", DECODE_ENV_IDS)
 def test_presets_reset_on_their_default_workload(env_id):
     spec = gym.spec(env_id)
     wl = spec.kwargs.get("workload", "topk_drift")

@@ -15,6 +15,13 @@ REWARDS = ("stall", "misses", "bytes")
 SPLIT_NAMES = ("train", "validation", "test")
 
 
+class NoDecisionError(ConfigError):
+    """The episode's trace never needs a decision (e.g. it fits in tier 0).
+
+    The finished run's metrics are still available from ``env.unwrapped.metrics()``.
+    """
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """How decisions are presented and scored.

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from kvgym.envs.config import EnvConfig, Splits
+from kvgym.envs.config import EnvConfig, NoDecisionError, Splits
 from kvgym.envs.episode import DONE, EVICT, Episode
 from kvgym.envs.observation import FEATURES, N_FEATURES, context_names, n_context
 from kvgym.envs.render import Snapshot, render_ansi, render_rgb
@@ -26,13 +26,7 @@ DEFAULT_WORKLOAD = "topk_drift"
 #: kvgym's one default scenario (:mod:`kvgym.sim.catalog`).
 DEFAULT_SCENARIO = default_scenario()
 OPTION_KEYS = ("trace", "window")
-
-
-class NoDecisionError(ConfigError):
-    """The episode's trace never needs a tier-0 eviction under the scenario (it fits in tier 0).
-
-    The finished run's metrics are still available from ``env.unwrapped.metrics()``.
-    """
+__all__ = ["DEFAULT_SCENARIO", "DEFAULT_WORKLOAD", "EvictEnv", "EvictPrefetchEnv", "NoDecisionError"]
 
 
 class EvictEnv(gym.Env):
