@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from kvgym.bench.cells import Cell, load_trace
+from kvgym.bench.cells import Cell, load_trace, run_cell_safe
 from kvgym.errors import ConfigError, KvgymError
 
 #: Testing aid: when set to a path, the first worker to claim it (an exclusive create) kills
@@ -65,13 +65,13 @@ def _maybe_crash() -> None:
 
 
 def run_batch(batch: list) -> list[tuple[str, dict, float]]:
-    """Run a batch of cells (decode :class:`Cell` or serving cells, each ``run_safe()``); return
-    ``(cell_id, record, wall seconds)`` for each."""
+    """Run a batch of cells (decode :class:`Cell`, or serving cells, which run themselves with
+    ``run_safe()``); return ``(cell_id, record, wall seconds)`` for each."""
     _maybe_crash()
     out = []
     for c in batch:
         t = time.perf_counter()
-        rec = c.run_safe()
+        rec = run_cell_safe(c) if isinstance(c, Cell) else c.run_safe()
         out.append((c.cell_id, rec, time.perf_counter() - t))
     return out
 

@@ -70,10 +70,6 @@ class Cell:
         return {"scenario": self.scenario.name, "source": self.source.label, "policy": self.runner.label,
                 "kind": self.kind, "seed": self.seed}
 
-    def run_safe(self) -> dict:
-        """:func:`run_cell_safe` (what a backend calls on every kind of cell)."""
-        return run_cell_safe(self)
-
 
 # ---------------------------------------------------------------------------------------------
 def _workload_names() -> list[str]:
