@@ -244,13 +244,15 @@ def load_requests(src: RequestSource, seed: int):
     return _TRACES[key]
 
 
-def simulate(trace, scenario: ServingConfig, policy: tuple, admission: tuple | None):
-    """The serving harness's single call into the simulator: ``policy`` in every tier."""
+def simulate(trace, scenario: ServingConfig, policy: tuple, admission: tuple | None, lower: tuple | None = None):
+    """The serving harness's single call into the simulator: ``policy`` (``(name, params)``) in tier 0
+    and, unless ``lower`` names another, in every lower tier; ``admission`` ``None``: ``always``."""
     from kvgym.sim.serving import simulate_serving
 
     name, params = policy
+    low, low_params = lower if lower is not None else policy
     adm, adm_params = admission if admission is not None else ("always", {})
-    return simulate_serving(trace, scenario, name, lower=name, policy_params=params, lower_params=params,
+    return simulate_serving(trace, scenario, name, lower=low, policy_params=params, lower_params=low_params,
                             admission=adm, admission_params=adm_params)
 
 

@@ -19,19 +19,36 @@ def _cmd(args) -> int:
     if args.json:
         check_output(args.json, "--json")
     keys = _keys(args)
+    serving, scen, workloads, traces = _serving(args)
     base = {"scenarios": [DEFAULT_NAME], "workloads": ["streaming"], "policies": ["lru"],
             "oracle": "", "backend": "serial"}
-    if args.trace or "traces" in keys:  # a trace file given: no default workload beside it
+    if args.trace or "traces" in keys or serving is not None:  # given traces: no default workload beside them
         base["workloads"] = []
     if args.agent or "agents" in keys:
         base["policies"] = []
-    cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=csv_list(args.scenario),
-                      workloads=csv_list(args.workload), traces=csv_list(args.trace),
-                      policies=csv_list(args.policy), agents=csv_list(args.agent), seeds=int_list(args.seeds),
-                      trust_pickle=True if args.trust_pickle else None)
-    recs = [run_cell(c) for c in expand(cfg)]
-    cols = ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
-            "total_time_us", "tokens_per_s", "prefetch_usefulness"]
+    out = {}
+    if serving is None or workloads or traces or args.config or args.sets:
+        cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=scen, workloads=workloads,
+                          traces=traces, policies=csv_list(args.policy), agents=csv_list(args.agent),
+                          seeds=int_list(args.seeds), trust_pickle=True if args.trust_pickle else None)
+        recs = [run_cell(c) for c in expand(cfg)]
+        _table(recs, ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
+                      "total_time_us", "tokens_per_s", "prefetch_usefulness"])
+        out = {"config": cfg.result_dict(), "records": recs}
+    if serving is not None:
+        from kvgym.bench.serving import expand_serving
+
+        recs = [c.run_safe() for c in expand_serving(serving)]
+        _table(recs, ["scenario", "source", "policy", "admission", "seed", "status", "ttft_mean_us", "ttft_p90_us",
+                      "tpot_mean_us", "prefill_tokens_computed", "prefill_tokens_saved", "hit_rate", "requests_per_s"])
+        out["serving"] = {"config": serving.to_dict(), "records": recs}
+    if args.json:
+        write_json(args.json, out)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _table(recs: list[dict], cols: list[str]) -> None:
     rows = [[_fmt(r.get(c)) for c in cols] for r in recs]
     width = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, width)))
@@ -40,10 +57,34 @@ def _cmd(args) -> int:
     for r in recs:
         if r["status"] != "ok":
             print(f"{r['scenario']} / {r['source']}: {r['status']}: {r['error']}")
-    if args.json:
-        write_json(args.json, {"config": cfg.result_dict(), "records": recs})
-        print(f"wrote {args.json}")
-    return 0
+
+
+def _serving(args):
+    """Split the command line into its serving part (request traces, request workloads, serving
+    scenarios, --admission) and the rest: ``(ServingSweepConfig or None, scenarios, workloads, traces)``."""
+    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.bench.serving import ServingSweepConfig
+    from kvgym.bench.serving_scenarios import serving_scenario_names
+    from kvgym.callspec import parse_call
+    from kvgym.traces.request_sources import is_request_file
+    from kvgym.workloads.serving import request_workload_names
+
+    scen, workloads, traces = csv_list(args.scenario), csv_list(args.workload), csv_list(args.trace)
+    req_traces = [t for t in traces or [] if is_request_file(t)]
+    req_workloads = [w for w in workloads or [] if parse_call(w, "--workload")[0] in request_workload_names()]
+    serv_scen = [s for s in scen or [] if s in serving_scenario_names() or s == "serving"]
+    if not (req_traces or req_workloads):
+        if args.admission or serv_scen:
+            from kvgym.errors import ConfigError
+
+            raise ConfigError("--admission and serving scenarios need a request trace (--trace FILE) or a request "
+                              f"workload (--workload {'|'.join(request_workload_names())})")
+        return None, scen, workloads, traces
+    serving = ServingSweepConfig(scenarios=serv_scen or serving_scenario_names()[:1], sources=req_traces + req_workloads,
+                                 policies=csv_list(args.policy) or ["vllm_lru"],
+                                 admissions=csv_list(args.admission) or ["always"], seeds=int_list(args.seeds) or [0])
+    rest = lambda xs, drop: [x for x in xs or [] if x not in drop] or None
+    return serving, rest(scen, serv_scen), rest(workloads, req_workloads), rest(traces, req_traces)
 
 
 def _keys(args) -> set:
@@ -68,7 +109,10 @@ def register(subparsers) -> None:
         "eval", help="evaluate policies or agents on a scenario and trace, print the metrics",
         description="Score policies (registry names, with parameters in parentheses) or agents (policy:NAME "
                     "through the Gymnasium env, or a saved agent's path) on scenarios and workloads or trace "
-                    "files. Defaults: lru on streaming under the 'default' scenario, seed 0.",
+                    "files. Defaults: lru on streaming under the 'default' scenario, seed 0. Request traces "
+                    "(request-trace Parquet files, request workloads such as 'rag(requests=100)') run the serving "
+                    "engine under serving scenarios (default: the first of `kvgym scenarios --serving`), each "
+                    "policy in every tier, with --admission (default always).",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--policy", help="policy spec(s), comma-separated, or 'all'")
@@ -76,6 +120,7 @@ def register(subparsers) -> None:
     p.add_argument("--scenario", help="scenario name(s) or patterns")
     p.add_argument("--workload", help="workload spec(s), e.g. 'streaming(prompt_tokens=8192)'")
     p.add_argument("--trace", help="trace file(s) (.parquet or parity cell .json)")
+    p.add_argument("--admission", help="serving: admission policy spec(s) of write-through stores (default always)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     p.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
