@@ -52,8 +52,8 @@ class ServingSweepConfig:
     Attributes:
         scenarios: serving scenario names, patterns (``gpu5_*``), ``serving`` (all) or tables of
             :class:`~kvgym.sim.serving.config.ServingConfig` fields.
-        sources: request-trace specs: ``mooncake-synthetic(limit=300)``, ``rag(requests=200)``, a
-            request-trace Parquet or a Mooncake JSON Lines file.
+        sources: request-trace specs: ``mooncake-synthetic(start=3793)`` (its last 200 requests),
+            ``rag(requests=200)``, a request-trace Parquet or a Mooncake JSON Lines file.
         policies: policy specs run in every tier (``all`` = every serving policy).
         admissions: admission policy specs for write-through scenarios with a second tier.
         seeds: seeds of generated sources (a dataset or a file runs with the first one).
@@ -61,7 +61,7 @@ class ServingSweepConfig:
     """
 
     scenarios: tuple = ("serving",)
-    sources: tuple = ("mooncake-synthetic(limit=300)",)
+    sources: tuple = ("mooncake-synthetic(start=3793)",)
     policies: tuple = ("vllm_lru", "vllm_arc", "radix_lru", "lmcache_lru", "lru", "s3fifo", "sieve", "hits_per_token",
                        "cost_aware_tiered", "session_aware")
     admissions: tuple = ("always", "threshold(store_threshold=2)", "tinylfu")

@@ -7,7 +7,9 @@ A spec is one of:
   ``chat``, ``agent``, ``system_prompt``, ``rag``), generated with the given seed;
 - a registered dataset, ``name`` or ``name(k=v,...)`` (:mod:`kvgym.traces.datasets`, e.g.
   ``mooncake-synthetic(limit=400)``), imported by :func:`~kvgym.traces.requests.requests_from_mooncake`
-  with its options (``limit``, ``output_blocks``, ``block_tokens``); the seed plays no part;
+  with its options (``output_blocks``, ``block_tokens``) and a window of requests: ``start`` (default
+  0) and ``limit`` (how many from ``start``; default: to the end), cut by
+  :func:`~kvgym.traces.requests.slice_requests` (block ids renumbered); the seed plays no part;
 - a file path: a kvgym request-trace Parquet (recognised by its schema, :func:`is_request_file`)
   or a Mooncake JSON Lines file (imported with the same options).
 """
@@ -20,7 +22,7 @@ from kvgym.callspec import parse_call
 from kvgym.errors import ConfigError
 from kvgym.traces.requests import META_KEY, RequestTrace, import_requests
 
-IMPORT_OPTIONS = ("limit", "output_blocks", "block_tokens")
+IMPORT_OPTIONS = ("start", "limit", "output_blocks", "block_tokens")
 
 
 def is_request_file(path) -> bool:
@@ -72,17 +74,31 @@ def request_trace(spec, seed: int = 0, params: dict | None = None) -> RequestTra
             raise ConfigError(f"request trace {p}: no such file")
         if p.suffix == ".parquet" and not params:
             return import_requests(p)
-        return import_requests(p, **_import_options(str(p), params or {}))
+        return _import(p, params or {})
     name, own = parse_call(spec, "request trace")
     full = {**own, **(params or {})}
     if kind == "workload":
         from kvgym.workloads.serving import make_requests
 
         return make_requests(name, seed, **full)
-    return import_requests(name, **_import_options(name, full))
+    return _import(name, full)
 
 
-def _import_options(what: str, params: dict) -> dict:
+def _import(what, params: dict) -> RequestTrace:
+    """Import a dataset or a Mooncake file with ``params`` (its options and a window of requests)."""
+    from kvgym.params import need_int
+    from kvgym.traces.requests import slice_requests
+
     if bad := sorted(set(params) - set(IMPORT_OPTIONS)):
         raise ConfigError(f"request trace {what!r}: unknown options {bad}; valid: {', '.join(IMPORT_OPTIONS)}")
-    return params
+    opts = dict(params)
+    start = need_int(f"request trace {what!r}", "start", opts.pop("start", 0), 0)
+    limit = opts.pop("limit", None)
+    if limit is not None:
+        need_int(f"request trace {what!r}", "limit", limit, 1)
+    trace = import_requests(what, limit=None if limit is None else start + limit, **opts)
+    if start == 0:
+        return trace
+    if start >= len(trace):
+        raise ConfigError(f"request trace {what!r}: start={start} but it has {len(trace)} requests")
+    return slice_requests(trace, start, len(trace))
