@@ -70,8 +70,8 @@ def serving_section(decode_spread: float | None = None, log=None) -> tuple[list[
                    "next requests share saves their prefill, and under load the saved compute shortens every queue "
                    "behind it."), ""]
     # Admission: threshold and tinylfu against storing everything, per policy.
-    lines += ["| policy | TTFT, threshold(2) vs always | TTFT, tinylfu vs always | host-tier prefix hits, always / "
-              "threshold / tinylfu |", "|---|---:|---:|---|"]
+    lines += [("| policy | TTFT, threshold(2) vs always | TTFT, tinylfu vs always | host-tier prefix hits, always / "
+              "threshold / tinylfu |"), "|---|---:|---:|---|"]
     adm = {}
     for pol in POLICIES:
         a = by.get(("gpu5_host25_wt", pol))
