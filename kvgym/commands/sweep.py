@@ -28,6 +28,8 @@ def _cmd(args) -> int:
         from kvgym.bench import serving_board
 
         print(serving_board.terminal(res.serving.board))
+        print(f"wrote {res.serving.out}/: the serving section ({len(res.serving.cells)} cells, {res.serving.ran} run, "
+              f"{res.serving.reused} reused): results.csv, results.parquet, leaderboard.md, plots/")
     print(f"wrote {res.out}/ (results.csv, results.parquet, summary.json, leaderboard.md, report.html"
           f"{', plots/' if cfg.plots else ''}, manifest.json): {len(res.cells)} cells, {res.ran} run, "
           f"{res.reused} reused, {res.wall_s:.1f} s")
