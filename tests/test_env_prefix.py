@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import gc
 import threading
-import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from _env_helpers import checker_warnings
 from gymnasium.error import ResetNeeded
-from gymnasium.utils.env_checker import check_env, data_equivalence
+from gymnasium.utils.env_checker import data_equivalence
 
 import kvgym  # noqa: F401  (registers the ids)
 from kvgym.envs.agents import PolicyAgent
@@ -77,22 +77,9 @@ def small_kwargs(env_id: str) -> dict:
     return kw
 
 
-KNOWN_WARNINGS = ("is different from the unwrapped version", "unconventional shape")
-
-
 @pytest.mark.parametrize("env_id", SERVING_ENV_IDS)
 def test_gymnasium_and_sb3_checkers_pass(env_id):
-    from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        env = gym.make(env_id, **small_kwargs(env_id))
-        check_env(env.unwrapped)
-        check_env(env)
-        sb3_check_env(env.unwrapped)
-        env.close()
-    unexpected = [str(w.message) for w in caught if not any(s in str(w.message) for s in KNOWN_WARNINGS)]
-    assert unexpected == []
+    assert checker_warnings(env_id, **small_kwargs(env_id)) == []
 
 
 @pytest.mark.parametrize("env_id", SERVING_ENV_IDS)

@@ -187,13 +187,14 @@ def _rank_label(r: dict) -> str:
     return f"{r['rank']}=" if r["tied"] else str(r["rank"])
 
 
-def _time(r: dict) -> str:
-    if r["time_vs_ref"] is None:
+def _time(r: dict, key: str = "time_vs_ref", ci: str = "time_ci") -> str:
+    """A ratio with its interval, ``0.9876 [0.9801, 0.9950]`` (no interval: the ratio alone)."""
+    if r[key] is None:
         return "–"
-    if r["time_ci"] is None:
-        return f"{r['time_vs_ref']:.4f}"
-    lo, hi = r["time_ci"]
-    return f"{r['time_vs_ref']:.4f} [{lo:.4f}, {hi:.4f}]"
+    if r[ci] is None:
+        return f"{r[key]:.4f}"
+    lo, hi = r[ci]
+    return f"{r[key]:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
 def _gap(r: dict) -> str:

@@ -341,20 +341,15 @@ def write_results(out: Path, records: list[dict]) -> None:
 
 def read_records(out: Path) -> list[dict]:
     """Records back from ``OUT/serving/results.parquet`` (per-tier columns gathered into lists)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
+    from kvgym.bench.results import missing, read_frame
 
-    path = Path(out) / "results.parquet"
-    if not path.is_file():
-        raise ConfigError(f"{path}: no serving results here")
-    df = pq.read_table(path).to_pandas()
+    df = read_frame(out, "serving results")
     nt = sum(1 for c in df.columns if c.startswith("tier") and c.endswith("_prefix_hits"))
     mcols = metric_columns(nt)
-    typed = lambda v, kind: None if v is pd.NA or v is None or (isinstance(v, float) and math.isnan(v)) else \
-        (int(v) if kind == "Int64" else float(v))
+    typed = lambda v, kind: None if missing(v) else (int(v) if kind == "Int64" else float(v))
     recs = []
     for row in df.to_dict("records"):
-        rec = {c: typed(row[c], "Int64") if c in INT_HEAD else (None if row[c] is pd.NA else row[c])
+        rec = {c: typed(row[c], "Int64") if c in INT_HEAD else (None if missing(row[c]) else row[c])
                for c in HEAD_COLUMNS}
         for col, k, i, kind in mcols:
             v = typed(row[col], kind)

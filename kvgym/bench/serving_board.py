@@ -30,7 +30,8 @@ import html
 import math
 from pathlib import Path
 
-from kvgym.bench.leaderboard import _rank_label, rank
+from kvgym.bench.leaderboard import _fmt as _f
+from kvgym.bench.leaderboard import _rank_label, _time, rank
 from kvgym.bench.stats import LEVEL, MISS_TOLERANCE, TIME_TOLERANCE, log_ratios
 from kvgym.files import write_text
 
@@ -120,17 +121,8 @@ def build(records: list[dict], reference: str = "vllm_lru") -> dict:
 
 
 # -- text ---------------------------------------------------------------------------------------
-def _f(v, spec=".3f", suffix=""):
-    return "–" if v is None else f"{v:{spec}}{suffix}"
-
-
 def _ttft(r: dict) -> str:
-    if r["ttft_vs_ref"] is None:
-        return "–"
-    if r["ttft_ci"] is None:
-        return f"{r['ttft_vs_ref']:.4f}"
-    lo, hi = r["ttft_ci"]
-    return f"{r['ttft_vs_ref']:.4f} [{lo:.4f}, {hi:.4f}]"
+    return _time(r, "ttft_vs_ref", "ttft_ci")
 
 
 def _pct(x) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from kvgym.envs.config import NoDecisionError, Splits
+from kvgym.envs.config import NoDecisionError, Splits, check_window
 from kvgym.envs.prefix_config import PrefixEnvConfig, deep_merge
 from kvgym.envs.prefix_episode import (
     ADMIT,
@@ -384,12 +384,7 @@ class PrefixCacheEnv(gym.Env):
                 return 0, n
             start = int(self.np_random.integers(0, n - L + 1))
             return start, start + L
-        ok = (isinstance(window, (tuple, list)) and len(window) == 2
-              and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in window))
-        if not ok or not 0 <= window[0] < window[1] <= n:
-            raise ConfigError(f"reset: option 'window'={window!r} invalid: (start, stop) requests with "
-                              f"0 <= start < stop <= {n}")
-        return int(window[0]), int(window[1])
+        return check_window(window, n, "requests")
 
     def _obs(self) -> dict:
         ep = self._ep
