@@ -58,6 +58,21 @@ def parse_call(text: str, what: str) -> tuple[str, dict]:
     return name, params
 
 
+def parse_sets(items, what: str) -> dict:
+    """``["key=value", ...]`` (a repeated ``--set``) -> ``{key: value}``; a value is JSON when it
+    parses as JSON (numbers, bools, null, lists: ``capacities=["10%",null]``), else the text."""
+    out = {}
+    for item in items or ():
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"{what}: expected key=value, got {item!r}")
+        try:
+            out[k.strip()] = json.loads(v)
+        except (ValueError, RecursionError):  # not JSON (or absurdly nested): the text itself
+            out[k.strip()] = v
+    return out
+
+
 def fmt_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

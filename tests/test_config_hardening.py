@@ -197,7 +197,7 @@ def test_resolver_inputs():
     (["run", "--set", "backing_tier=0"], "kvgym run: error: scenario 'default': backing_tier=0 is invalid"),
     (["run", "--trace", ""], "kvgym run: error: --trace: an empty name"),
     (["run", "--prefetcher", "bogus"], "kvgym run: error: unknown prefetcher 'bogus'; valid: markov, none"),
-    (["run", "--policy", "lru", "--param", "x=1"], "kvgym run: error: policy 'lru': unknown parameters ['x']"),
+    (["run", "--policy", "lru(x=1)"], "kvgym run: error: policy 'lru': unknown parameters ['x']"),
     (["run", "--seed", "x"], "kvgym run: error: argument --seed: invalid int value: 'x' (see kvgym run --help)"),
     (["oracle", "periodic_reuse", "--lp-max", "-1"], "kvgym oracle: error: oracle: --lp-max=-1 is out of range"),
     (["regret", "--policy", "lru", "--trace", "periodic_reuse", "--top", "-1"],

@@ -243,12 +243,11 @@ VALUES = ["", "-1", "0", "1", "2", "nan", "inf", "1e400", "[1]", "150%", "x", "l
           "FILE/x.json", "OUT.json", "TRACE", "periodic_reuse", "periodic_reuse(length=40)", "default",
           "h200_10pct_fp16_no_prefetch", "small_fp16_prefetch", "seed-toy", "12"]
 FLAGS = {
-    "run": ["--trace", "--seed", "--wparam", "--scenario", "--set", "--policy", "--param", "--prefetcher", "--engine",
-            "--json"],
+    "run": ["--trace", "--seed", "--scenario", "--set", "--policy", "--prefetcher", "--engine", "--json"],
     "trace stats": ["--plot", "--json", "--reuse-limit", "--heat-layer", "--topk"],
-    "trace gen": ["-o", "--seed", "--param"],
+    "trace gen": ["-o", "--seed"],
     "oracle": ["--scenario", "--seed", "--out", "--lp-max", "--fetch-time"],
-    "regret": ["--policy", "--trace", "--scenario", "--seed", "--window", "--top", "--out"],
+    "regret": ["--policy", "--policies", "--trace", "--traces", "--scenario", "--seed", "--window", "--top", "--out"],
     "scenarios": ["--group"],
 }
 POSITIONAL = {"trace stats": ["TRACE"], "trace gen": ["periodic_reuse"], "oracle": ["TRACE"]}

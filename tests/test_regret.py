@@ -10,7 +10,7 @@ import pytest
 from kvgym.cli import main
 from kvgym.errors import ConfigError
 from kvgym.oracle.belady import belady
-from kvgym.oracle.inputs import resolve_trace
+from kvgym.workloads import resolve_trace
 from kvgym.oracle.nextuse import future
 from kvgym.oracle.observe import observe
 from kvgym.oracle.plots import plot_gap_closed

@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from kvgym.bundled import mooncake_synthetic
 from kvgym.errors import ConfigError, TraceError
-from kvgym.traces.datasets import DATASETS, fetch
+from kvgym.traces.datasets import DATASETS, DatasetError, fetch
 from kvgym.traces.requests import (
     RequestTrace,
     import_requests,
@@ -21,7 +22,7 @@ from kvgym.traces.requests import (
 )
 from kvgym.workloads.serving import make_requests, request_workload_names
 
-SYNTH = "traces/mooncake_fast25_synthetic_trace.jsonl"
+SYNTH = mooncake_synthetic()
 
 
 def small(**kw) -> RequestTrace:
@@ -118,33 +119,35 @@ def test_parquet_bad_rows_name_the_file(tmp_path):
         read_requests(decode)
 
 
-def test_mooncake_import_keeps_every_block(shared_dir):
-    t = requests_from_mooncake(shared_dir / SYNTH)
+def test_mooncake_import_keeps_every_block():
+    t = requests_from_mooncake(SYNTH)
     assert (len(t), t.block_refs, t.n_blocks) == (3993, 121_877, 43_924)
     assert t.arrival_us[-1] == 1_022_025 * 1000.0 and t.meta["generator"] == "mooncake-import"
-    u = requests_from_mooncake(shared_dir / SYNTH, limit=50, output_blocks="unique")
+    u = requests_from_mooncake(SYNTH, limit=50, output_blocks="unique")
     assert len(u.out_blocks) == int(sum((u.prompt_tokens + u.output_tokens - 1) // 512 - u.prompt_tokens // 512))
-    assert u.out_blocks.min() == requests_from_mooncake(shared_dir / SYNTH, limit=50).n_blocks
+    assert u.out_blocks.min() == requests_from_mooncake(SYNTH, limit=50).n_blocks
 
 
-def test_every_registered_dataset_imports_as_requests(shared_dir, tmp_path):
+def test_every_registered_dataset_imports_as_requests(tmp_path):
     mini = write_jsonl(tmp_path / "mini.jsonl", [req(0, 1000, [1, 2]), req(3, 600, [1, 4])])
-    for name in DATASETS:
-        src = shared_dir / SYNTH if name == "mooncake-synthetic" else mini
-        fetch(name, root=tmp_path / "data", source=src)
-        t = import_requests(name, root=tmp_path / "data", limit=100)
-        assert len(t) == (100 if name == "mooncake-synthetic" else 2), name
+    for name, d in DATASETS.items():
+        if d.bundled is not None:
+            assert len(import_requests(name, root=tmp_path / "data", limit=100)) == 100, name
+        else:  # pinned and not shipped: only the verified file installs; the format imports as a path
+            with pytest.raises(DatasetError, match="sha256"):
+                fetch(name, root=tmp_path / "data", source=mini)
+    assert len(import_requests(mini)) == 2
     assert import_requests(write_requests(small(), tmp_path / "s.parquet")).n_blocks == 6
     with pytest.raises(ConfigError, match="output_blocks='all'"):
         requests_from_mooncake(mini, output_blocks="all")
 
 
-def test_block_stream_import_from_the_cli(shared_dir, tmp_path, capsys):
+def test_block_stream_import_from_the_cli(tmp_path, capsys):
     """The libcachesim cross-check as a user runs it: import one block per step, run with 1%."""
     from kvgym.cli import main
 
     out = tmp_path / "stream.parquet"
-    assert main(["trace", "import", str(shared_dir / SYNTH), "--block-stream", "--limit", "300", "-o", str(out)]) == 0
+    assert main(["trace", "import", str(SYNTH), "--block-stream", "--limit", "300", "-o", str(out)]) == 0
     assert "one block per step" in capsys.readouterr().out
     js = tmp_path / "m.json"
     # 1% of the 7,352 distinct blocks = 73 blocks, given in pages (one page per block).
@@ -153,7 +156,7 @@ def test_block_stream_import_from_the_cli(shared_dir, tmp_path, capsys):
                  "--json", str(js)]) == 0
     misses = json.loads(js.read_text())["metrics"]["misses"]
     lcs = pytest.importorskip("libcachesim")
-    ids = requests_from_mooncake(shared_dir / SYNTH, limit=300).blocks
+    ids = requests_from_mooncake(SYNTH, limit=300).blocks
     cache = lcs.LRU(int(0.01 * len(np.unique(ids))), hashpower=14)
     assert misses == sum(not cache.get(lcs.Request(obj_size=1, obj_id=int(x) + 1)) for x in ids) == 7693
 

@@ -234,7 +234,7 @@ def test_run_takes_a_request_trace(request_file, tmp_path, capsys):
 
 
 def test_run_on_a_request_workload_with_overrides(capsys):
-    assert main(["run", "--trace", "rag", "--wparam", "requests=30", "--scenario", "gpu5_only", "--policy", "radix_lru",
+    assert main(["run", "--trace", "rag(requests=30)", "--scenario", "gpu5_only", "--policy", "radix_lru",
                  "--set", "timing=false"]) == 0
     text = capsys.readouterr().out
     assert "(30 requests)" in text and "ttft_mean_us             0.000" in text

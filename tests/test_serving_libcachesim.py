@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kvgym.bundled import mooncake_synthetic
 from kvgym.sim.serving import ServingConfig, simulate_serving
 from kvgym.traces.requests import requests_from_mooncake
 
 POLICIES = ("lru", "fifo", "arc", "sieve", "s3fifo")
 FRACTIONS = ("1%", "5%", "10%")
-SYNTH = "traces/mooncake_fast25_synthetic_trace.jsonl"
+SYNTH = mooncake_synthetic()
 
 
 def lcs_misses(blocks: np.ndarray, capacity: int, policy: str) -> int:
@@ -43,8 +44,8 @@ def capacity(trace, fraction: str) -> int:
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_mooncake_prefix_matches_libcachesim(shared_dir, policy):
-    t = requests_from_mooncake(shared_dir / SYNTH, limit=300)
+def test_mooncake_prefix_matches_libcachesim(policy):
+    t = requests_from_mooncake(SYNTH, limit=300)
     assert (t.block_refs, [capacity(t, f) for f in FRACTIONS]) == (7721, [73, 367, 735])
     for f in FRACTIONS:
         assert serving_misses(t, f, policy) == lcs_misses(t.blocks, capacity(t, f), policy), f
@@ -53,8 +54,8 @@ def test_mooncake_prefix_matches_libcachesim(shared_dir, policy):
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", FRACTIONS)
 @pytest.mark.parametrize("policy", POLICIES)
-def test_mooncake_full_trace_matches_libcachesim(shared_dir, policy, fraction):
-    t = requests_from_mooncake(shared_dir / SYNTH)
+def test_mooncake_full_trace_matches_libcachesim(policy, fraction):
+    t = requests_from_mooncake(SYNTH)
     assert [capacity(t, f) for f in FRACTIONS] == [439, 2196, 4392]
     assert serving_misses(t, fraction, policy) == lcs_misses(t.blocks, capacity(t, fraction), policy)
 

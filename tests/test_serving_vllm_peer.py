@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kvgym.bundled import mooncake_synthetic
 from kvgym.sim.serving import ServingConfig, simulate_serving
 from kvgym.traces.requests import RequestTrace, requests_from_mooncake
 from kvgym.workloads.serving import make_requests
 
-SYNTH = "traces/mooncake_fast25_synthetic_trace.jsonl"
+SYNTH = mooncake_synthetic()
 POLICY = {"lru": "vllm_lru", "arc": "vllm_arc"}
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,8 +57,8 @@ def vllm_counts(trace: RequestTrace, cpu_blocks: int, cache_policy: str, store_t
 
 @pytest.mark.parametrize("cache_policy", ["lru", "arc"])
 @pytest.mark.parametrize("store_threshold", [1, 2])
-def test_mooncake_prefix_matches_vllm(shared_dir, cache_policy, store_threshold):
-    t = requests_from_mooncake(shared_dir / SYNTH, limit=400)
+def test_mooncake_prefix_matches_vllm(cache_policy, store_threshold):
+    t = requests_from_mooncake(SYNTH, limit=400)
     for cpu in (80, 400, 1500):
         assert kvgym_counts(t, cpu, cache_policy, store_threshold) == vllm_counts(t, cpu, cache_policy, store_threshold)
 
@@ -72,8 +73,8 @@ def test_generated_traces_match_vllm(workload, cache_policy):
 
 
 @pytest.mark.slow
-def test_full_trace_matches_the_committed_vllm_counts(shared_dir):
-    t = requests_from_mooncake(shared_dir / SYNTH)
+def test_full_trace_matches_the_committed_vllm_counts():
+    t = requests_from_mooncake(SYNTH)
     rows = list(csv.DictReader((ROOT / "artifacts/vllm_peer/counts.csv").open()))
     assert len(rows) == 12
     for row in rows:

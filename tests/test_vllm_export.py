@@ -82,7 +82,8 @@ def kvgym_direct(name: str, params: dict, req: BlockRequests, log: list):
 @pytest.mark.parametrize("name,params", PORTS, ids=[p[0] for p in PORTS])
 def test_exported_policy_in_vllm_equals_kvgym(name, params, modules, capsys):
     mod = f"kvg_export_{name}"
-    args = ["export", "vllm", name, *(f"{k}={v}" for k, v in params.items()), "-o", str(modules / f"{mod}.py"),
+    spec = f"{name}({','.join(f'{k}={v}' for k, v in params.items())})" if params else name
+    args = ["export", "vllm", spec, "-o", str(modules / f"{mod}.py"),
             "--history", "100000"]
     assert main(args) == 0
     cls = "Kvgym" + "".join(p.capitalize() for p in name.split("_"))
@@ -100,8 +101,8 @@ def test_export_bad_input_one_line(modules, capsys):
     out = str(modules / "kvg_bad.py")
     for args, msg in [
         (["nope"], "unknown policy 'nope'; valid: arc, belady"),
-        (["clock", "bits=0"], "clock: bits=0 is out of range; valid: 1 <= bits <= 16"),
-        (["clock", "bitz=2"], "policy 'clock': unknown parameters ['bitz']"),
+        (["clock(bits=0)"], "clock: bits=0 is out of range; valid: 1 <= bits <= 16"),
+        (["clock(bitz=2)"], "policy 'clock': unknown parameters ['bitz']"),
         (["belady"], "policy 'belady' is an oracle"),
         (["h2o"], "policy 'h2o' cannot run as a vLLM cache policy"),
     ]:

@@ -12,7 +12,7 @@ from kvgym.bundled import parity_dir
 from kvgym.cli import main
 from kvgym.errors import ConfigError
 from kvgym.traces.parquet import pages_path, read_trace, write_trace
-from kvgym.workloads import get_workload, make_trace, parse_params, workload_names, workloads
+from kvgym.workloads import get_workload, make_trace, resolve_trace, workload_names, workloads
 
 PATTERNS = ["chat_continuation", "rag_burst", "periodic_reuse", "long_tail_mix", "prefetch_friendly",
             "adversarial_burst", "mixed_locality", "adversarial_prefetch"]
@@ -94,15 +94,17 @@ def test_negative_seed_is_an_error():
         make_trace("periodic_reuse", seed=-1)
 
 
-def test_parse_params_uses_the_defaults_types():
-    assert parse_params("topk_drift", ["k=8", "drift=0.25", "model=qwen2.5-7b", "prompt_tokens=1_024"]) == \
-        {"k": 8, "drift": 0.25, "model": "qwen2.5-7b", "prompt_tokens": 1024}
-    with pytest.raises(ConfigError, match=r"parameter 'k' expects int \(default 32\), got 'eight'"):
-        parse_params("topk_drift", ["k=eight"])
-    with pytest.raises(ConfigError, match="expects key=value"):
-        parse_params("topk_drift", ["k"])
-    with pytest.raises(ConfigError, match="unknown parameter 'kk'; valid: .*key_dim"):
-        parse_params("topk_drift", ["kk=3"])
+def test_specs_are_typed_by_the_defaults():
+    t, label = resolve_trace("topk_drift(k=8, drift=0.25, model=stories260k, prompt_tokens=1024, decode_steps=4)")
+    assert label.startswith("topk_drift(")
+    assert {k: t.meta["params"][k] for k in ("k", "drift", "model", "prompt_tokens")} == \
+        {"k": 8, "drift": 0.25, "model": "stories260k", "prompt_tokens": 1024}
+    with pytest.raises(ConfigError, match=r"parameter 'k' must be int \(default 32\), got 'eight'"):
+        resolve_trace("topk_drift(k=eight)")
+    with pytest.raises(ConfigError, match="parameter 'k' is not key=value"):
+        resolve_trace("topk_drift(k)")
+    with pytest.raises(ConfigError, match=r"unknown parameters \['kk'\]; valid: .*key_dim"):
+        resolve_trace("topk_drift(kk=3)")
 
 
 def test_meta_records_generator_params_seed():
@@ -260,7 +262,7 @@ def test_pattern_checks_accept_the_original_traces():
 
 def test_cli_gen_writes_a_readable_trace(tmp_path, capsys):
     out = tmp_path / "s.parquet"
-    rc = main(["trace", "gen", "streaming", "-p", "model=stories260k", "prompt_tokens=512", "--param", "decode_steps=8",
+    rc = main(["trace", "gen", "streaming(model=stories260k, prompt_tokens=512, decode_steps=8)",
                "--seed", "2", "-o", str(out)])
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
@@ -274,7 +276,7 @@ def test_cli_gen_errors_are_one_line(tmp_path, capsys):
     assert main(["trace", "gen", "nope", "-o", str(tmp_path / "x.parquet")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown workload 'nope'; valid:" in err and "topk_drift" in err
-    assert main(["trace", "gen", "topk_drift", "-p", "k=999999", "-o", str(tmp_path / "x.parquet")]) == 2
+    assert main(["trace", "gen", "topk_drift(k=999999)", "-o", str(tmp_path / "x.parquet")]) == 2
     assert "k=999999 is larger than the pages present" in capsys.readouterr().err
     assert main(["trace", "gen", "topk_drift"]) == 2
     assert "-o/--output" in capsys.readouterr().err

@@ -204,6 +204,13 @@ def terminal(board: dict, top: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(result) -> str:
+    """What ``kvgym sweep`` and ``kvgym demo`` print about a serving section
+    (a :class:`~kvgym.bench.serving.ServingResult`): the spreads, then the files."""
+    return (terminal(result.board) + f"wrote {result.out}/: the serving section ({len(result.cells)} cells, "
+            f"{result.ran} run, {result.reused} reused): results.csv, results.parquet, leaderboard.md, plots/")
+
+
 def write(out: Path, board: dict, title: str = "Serving leaderboard") -> Path:
     return write_text(Path(out) / "leaderboard.md", markdown(board, title))
 

@@ -34,7 +34,7 @@ def _cmd(args) -> int:
 
 def register(subparsers) -> None:
     from kvgym.bench.ablation import AblateConfig
-    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.cli_common import add_config_args, add_list_arg, keys_epilog
 
     p = subparsers.add_parser(
         "ablate", help="ablate a policy's parameters over scenarios, workloads and seeds",
@@ -46,9 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("policy", nargs="?", help="registered policy name (default regret_aware)")
     p.add_argument("--grid", nargs="+", metavar="PARAM=V1,V2", help="parameter values to combine")
     add_config_args(p)
-    p.add_argument("--scenarios", help="scenario names/patterns/groups (default: parity)")
-    p.add_argument("--workloads", help="workloads or groups (default: patterns)")
-    p.add_argument("--seeds", help="comma-separated seeds (default 7,42,91)")
+    add_list_arg(p, "scenarios", "scenario names, patterns or groups (default: parity)")
+    add_list_arg(p, "workloads", "workload specs or groups (default: patterns)")
+    add_list_arg(p, "seeds", "seeds (default 7,42,91)")
     p.add_argument("--backend", help="serial, process (default) or ray")
     p.add_argument("--workers", type=int, help="processes for the process backend")
     p.add_argument("--out", help="output root (default artifacts/ablation; results go to OUT/POLICY/)")

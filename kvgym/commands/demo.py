@@ -21,11 +21,9 @@ def _cmd(args) -> int:
                     command=invocation("demo", drop=("--quiet",)))
     print(leaderboard.terminal(res.board))
     if res.serving is not None:
-        from kvgym.bench import serving_board
+        from kvgym.bench.serving_board import summary
 
-        print(serving_board.terminal(res.serving.board))
-        print(f"wrote {res.serving.out}/: the serving section ({len(res.serving.cells)} cells, {res.serving.ran} run, "
-              f"{res.serving.reused} reused): results.csv, results.parquet, leaderboard.md, plots/")
+        print(summary(res.serving))
     print(f"wrote {res.out}/: results.csv, results.parquet, summary.json, leaderboard.md, plots/, manifest.json "
           f"({len(res.cells)} cells, {res.ran} run, {res.reused} reused, {res.wall_s:.1f} s wall)")
     print(f"open {res.out}/report.html in a browser: sortable leaderboards, plots, what each scenario and workload is")

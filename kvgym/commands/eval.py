@@ -11,7 +11,7 @@ import argparse
 
 def _cmd(args) -> int:
     from kvgym.bench.cells import expand, run_cell
-    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.bench.cli_common import grid_overrides
     from kvgym.bench.config import SweepConfig, load_config
     from kvgym.files import check_output, write_json
     from kvgym.sim.catalog import DEFAULT_NAME
@@ -19,18 +19,18 @@ def _cmd(args) -> int:
     if args.json:
         check_output(args.json, "--json")
     keys = _keys(args)
-    serving, scen, workloads, traces = _serving(args)
+    grid = grid_overrides(args)
+    serving = _serving(args, grid)
     base = {"scenarios": [DEFAULT_NAME], "workloads": ["streaming"], "policies": ["lru"],
             "oracle": "", "backend": "serial"}
-    if args.trace or "traces" in keys or serving is not None:  # given traces: no default workload beside them
+    if args.traces or "traces" in keys or serving is not None:  # given traces: no default workload beside them
         base["workloads"] = []
-    if args.agent or "agents" in keys:
+    if args.agents or "agents" in keys:
         base["policies"] = []
     out = {}
-    if serving is None or workloads or traces or args.config or args.sets:
-        cfg = load_config(SweepConfig, args.config, args.sets, base=base, scenarios=scen, workloads=workloads,
-                          traces=traces, policies=csv_list(args.policy), agents=csv_list(args.agent),
-                          seeds=int_list(args.seeds), trust_pickle=True if args.trust_pickle else None)
+    if serving is None or grid["workloads"] or grid["traces"] or args.config or args.sets:
+        cfg = load_config(SweepConfig, args.config, args.sets, base=base, **grid,
+                          trust_pickle=True if args.trust_pickle else None)
         recs = [run_cell(c) for c in expand(cfg)]
         _table(recs, ["scenario", "source", "policy", "seed", "status", "hit_rate", "misses", "bytes_moved", "stall_us",
                       "total_time_us", "tokens_per_s", "prefetch_usefulness"])
@@ -59,32 +59,33 @@ def _table(recs: list[dict], cols: list[str]) -> None:
             print(f"{r['scenario']} / {r['source']}: {r['status']}: {r['error']}")
 
 
-def _serving(args):
-    """Split the command line into its serving part (request traces, request workloads, serving
-    scenarios, --admission) and the rest: ``(ServingSweepConfig or None, scenarios, workloads, traces)``."""
-    from kvgym.bench.cli_common import csv_list, int_list
+def _serving(args, grid: dict):
+    """The serving part of the command line (request-trace files, request workloads, serving
+    scenarios, ``--admissions``), taken out of ``grid`` (the decode grid keeps the rest); ``None``
+    when there is none."""
+    from kvgym.bench.cli_common import csv_list
     from kvgym.bench.serving import ServingSweepConfig
     from kvgym.bench.serving_scenarios import serving_scenario_names
     from kvgym.callspec import parse_call
+    from kvgym.errors import ConfigError
     from kvgym.traces.request_sources import is_request_file
     from kvgym.workloads.serving import request_workload_names
 
-    scen, workloads, traces = csv_list(args.scenario), csv_list(args.workload), csv_list(args.trace)
-    req_traces = [t for t in traces or [] if is_request_file(t)]
-    req_workloads = [w for w in workloads or [] if parse_call(w, "--workload")[0] in request_workload_names()]
-    serv_scen = [s for s in scen or [] if s in serving_scenario_names() or s == "serving"]
+    req_traces = [t for t in grid["traces"] or [] if is_request_file(t)]
+    req_workloads = [w for w in grid["workloads"] or [] if parse_call(w, "--workloads")[0] in request_workload_names()]
+    serv_scen = [s for s in grid["scenarios"] or [] if s in serving_scenario_names() or s == "serving"]
+    admissions = csv_list(args.admissions)
     if not (req_traces or req_workloads):
-        if args.admission or serv_scen:
-            from kvgym.errors import ConfigError
-
-            raise ConfigError("--admission and serving scenarios need a request trace (--trace FILE) or a request "
-                              f"workload (--workload {'|'.join(request_workload_names())})")
-        return None, scen, workloads, traces
+        if admissions or serv_scen:
+            raise ConfigError("--admissions and serving scenarios need a request trace (--traces FILE) or a request "
+                              f"workload (--workloads {'|'.join(request_workload_names())})")
+        return None
     serving = ServingSweepConfig(scenarios=serv_scen or serving_scenario_names()[:1], sources=req_traces + req_workloads,
-                                 policies=csv_list(args.policy) or ["vllm_lru"],
-                                 admissions=csv_list(args.admission) or ["always"], seeds=int_list(args.seeds) or [0])
-    rest = lambda xs, drop: [x for x in xs or [] if x not in drop] or None
-    return serving, rest(scen, serv_scen), rest(workloads, req_workloads), rest(traces, req_traces)
+                                 policies=grid["policies"] or ["vllm_lru"], admissions=admissions or ["always"],
+                                 seeds=grid["seeds"] or [0])
+    for key, drop in (("scenarios", serv_scen), ("workloads", req_workloads), ("traces", req_traces)):
+        grid[key] = [x for x in grid[key] or [] if x not in drop] or None
+    return serving
 
 
 def _keys(args) -> set:
@@ -102,7 +103,7 @@ def _fmt(v) -> str:
 
 
 def register(subparsers) -> None:
-    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.cli_common import add_config_args, add_grid_args, add_list_arg, keys_epilog
     from kvgym.bench.config import SweepConfig
 
     p = subparsers.add_parser(
@@ -112,16 +113,11 @@ def register(subparsers) -> None:
                     "files. Defaults: lru on streaming under the 'default' scenario, seed 0. Request traces "
                     "(request-trace Parquet files, request workloads such as 'rag(requests=100)') run the serving "
                     "engine under serving scenarios (default: the first of `kvgym scenarios --serving`), each "
-                    "policy in every tier, with --admission (default always).",
+                    "policy in every tier, with --admissions (default always).",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
-    p.add_argument("--policy", help="policy spec(s), comma-separated, or 'all'")
-    p.add_argument("--agent", help="agent spec(s): policy:NAME or a saved agent's path")
-    p.add_argument("--scenario", help="scenario name(s) or patterns")
-    p.add_argument("--workload", help="workload spec(s), e.g. 'streaming(prompt_tokens=8192)'")
-    p.add_argument("--trace", help="trace file(s) (.parquet or parity cell .json)")
-    p.add_argument("--admission", help="serving: admission policy spec(s) of write-through stores (default always)")
-    p.add_argument("--seeds", help="comma-separated seeds (default 0)")
+    add_grid_args(p)
+    add_list_arg(p, "admissions", "serving: admission policy specs of write-through stores (default always)")
     p.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     p.add_argument("--trust-pickle", action="store_true", dest="trust_pickle",
                    help="allow agents saved as SB3 .zip files (pickles: they can run code when loaded), each only "

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from kvgym.bench.cli_common import invocation
-from kvgym.commands.run import parse_kv
+from kvgym.callspec import parse_call
 
 
 def _vllm(args) -> int:
     from kvgym.integrations.vllm_export import export_vllm
 
-    path, name = export_vllm(args.policy, parse_kv(args.params, "policy parameter"), args.output,
-                             class_name=args.class_name, history=args.history, command=invocation("export"))
+    policy, params = parse_call(args.policy, "policy")
+    path, name = export_vllm(policy, params, args.output, class_name=args.class_name, history=args.history,
+                             command=invocation("export"))
     print(f"wrote {path}: class {name} (kvgym policy {args.policy!r})")
     print(f'vLLM kv_connector_extra_config: "eviction_policy": "{name}", "cache_policy_module_path": "{path.stem}" '
           f"(with {path.parent.resolve()} on PYTHONPATH)")
@@ -27,8 +28,7 @@ def register(subparsers) -> None:
                                    "vLLM policy sees (block keys, request positions, its own history): oracles "
                                    "and policies reading attention, layers or tier costs are refused. "
                                    "See docs/vllm.md.")
-    v.add_argument("policy", help="kvgym policy name (see `kvgym run --help` / docs/policies.md)")
-    v.add_argument("params", nargs="*", metavar="K=V", help="policy parameter (values parsed as JSON)")
+    v.add_argument("policy", help="kvgym policy spec NAME(key=value,...) (kvgym list policies)")
     v.add_argument("-o", "--output", required=True, help="module to write, NAME.py (NAME is the import path)")
     v.add_argument("--class-name", default=None, help="class name (default Kvgym<Policy>); vLLM's eviction_policy")
     v.add_argument("--history", type=int, default=None,

@@ -22,6 +22,8 @@ def _cmd(args) -> int:
 
 
 def register(subparsers) -> None:
+    from kvgym.bench.cli_common import add_list_arg
+
     p = subparsers.add_parser(
         "findings", help="re-run kv-hierarchy-lab's published findings (parity + realistic) into a report",
         description="Replay the four published findings of kv-hierarchy-lab v0.1 on its exact traces (parity mode, "
@@ -30,6 +32,6 @@ def register(subparsers) -> None:
                     "OUT/README.md (default artifacts/findings/).")
     p.add_argument("--out", default="artifacts/findings", help="output directory (default artifacts/findings)")
     p.add_argument("--parity-dir", help="parity data folder (default: the copy shipped in kvgym/data/parity)")
-    p.add_argument("--seeds", help="seeds of the realistic part (default 0,1)")
+    add_list_arg(p, "seeds", "seeds of the realistic part (default 0,1)")
     p.add_argument("--parity-only", action="store_true", help="skip the realistic and serving parts (2 and 3)")
     p.set_defaults(func=_cmd)

@@ -2,7 +2,7 @@
 
 TRACE is a Parquet trace or a workload spec (``NAME`` or ``NAME(key=value,...)``); S is a
 harness scenario name, a scenario ``.json`` file, or omitted for the built-in default
-(:mod:`kvgym.oracle.inputs`). Writes ``mrc.png`` (OPT and LRU miss ratio against cache size)
+(:func:`kvgym.workloads.resolve_trace`, :func:`kvgym.sim.catalog.resolve_scenario`). Writes ``mrc.png`` (OPT and LRU miss ratio against cache size)
 and ``bounds.json`` (every figure) into ``--out``.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 def _cmd(args) -> int:
     from kvgym.files import check_output_dir, write_text
     from kvgym.oracle.bounds import oracle_bounds
-    from kvgym.oracle.inputs import resolve_trace
+    from kvgym.workloads import resolve_trace
     from kvgym.oracle.plots import plot_mrc
     from kvgym.params import need_int, need_num
     from kvgym.sim.catalog import resolve_scenario

@@ -211,11 +211,13 @@ def run_all(root: Path, policies: list[str] | None = None, expected: str = "expe
 
 
 def _run(args) -> int:
+    from kvgym.bench.cli_common import csv_list
+
     root = Path(args.dir) if args.dir else default_dir()
     if not (root / "manifest.json").is_file():
         raise ConfigError(f"no parity data at {root} (expected manifest.json there); pass DIR, "
                           "the folder holding manifest.json, traces/ and expected_fixed.json")
-    records = run_all(root, args.policy)
+    records = run_all(root, csv_list(args.policies))
     fields = list(dict.fromkeys(k for r in records for k, _ in r.key))
     rows = [[str(dict(r.key).get(f, "")) for f in fields] + [r.policy] for r in records]
     head = fields + ["policy"]
@@ -240,6 +242,7 @@ def register(subparsers) -> None:
                     "'predictive' runs as policy predictive + prefetcher markov.")
     p.add_argument("dir", nargs="?", metavar="DIR",
                    help="parity data folder (default: the copy shipped in kvgym/data/parity)")
-    p.add_argument("--policy", action="append", metavar="NAME",
-                   help="only this original policy (repeatable)")
+    from kvgym.bench.cli_common import add_list_arg
+
+    add_list_arg(p, "policies", "only these original policies")
     p.set_defaults(func=_run)

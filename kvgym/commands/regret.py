@@ -14,9 +14,10 @@ import shlex
 
 
 def _cmd(args) -> int:
+    from kvgym.bench.cli_common import csv_list
     from kvgym.bench.specs import PolicySpec
     from kvgym.files import check_output_dir
-    from kvgym.oracle.inputs import resolve_trace
+    from kvgym.workloads import resolve_trace
     from kvgym.oracle.regret import analyze
     from kvgym.oracle.report import write_report
     from kvgym.params import need_int
@@ -28,9 +29,9 @@ def _cmd(args) -> int:
         need_int("regret", "--window", args.window, 1)
     check_output_dir(args.out, "--out")
     scenario = resolve_scenario(args.scenario)
-    specs = [PolicySpec.parse(p).resolve("none") for p in args.policy]
+    specs = [PolicySpec.parse(p).resolve("none") for p in csv_list(args.policies)]
     results = []
-    for tspec in args.trace:
+    for tspec in csv_list(args.traces):
         trace, label = resolve_trace(tspec, seed=args.seed)
         cache: dict = {}
         for ps in specs:
@@ -51,10 +52,12 @@ def _cmd(args) -> int:
 
 def _command(args) -> str:
     """The command line that reproduces this run, rebuilt from the parsed arguments."""
+    from kvgym.bench.cli_common import csv_list
+
     parts = ["kvgym", "regret"]
-    for p in args.policy:
+    for p in csv_list(args.policies):
         parts += ["--policy", p]
-    for t in args.trace:
+    for t in csv_list(args.traces):
         parts += ["--trace", t]
     for flag, value, default in (("--scenario", args.scenario, None), ("--seed", args.seed, 0),
                                  ("--window", args.window, None), ("--top", args.top, 20)):
@@ -70,10 +73,10 @@ def register(subparsers) -> None:
                     "LRU-to-oracle gap closed, the share of evictions that match Belady's choice, regret over "
                     "time, and which evictions cost the most later (by page, layer, age and tier). "
                     "See docs/oracle.md.")
-    p.add_argument("--policy", action="append", required=True,
-                   help="policy spec, repeatable: NAME, NAME(key=value,...), NAME+PREFETCHER")
-    p.add_argument("--trace", action="append", required=True,
-                   help="Parquet trace or workload spec NAME(key=value,...), repeatable")
+    from kvgym.bench.cli_common import add_list_arg
+
+    add_list_arg(p, "policies", "policy specs: NAME, NAME(key=value,...), NAME+PREFETCHER", required=True)
+    add_list_arg(p, "traces", "Parquet traces or workload specs NAME(key=value,...)", required=True)
     p.add_argument("--scenario", help="scenario name (kvgym scenarios) or a scenario .json file "
                                       "(default: 'default', tier 0 sized auto:0.5)")
     p.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")

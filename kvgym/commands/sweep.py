@@ -11,13 +11,11 @@ def _cmd(args) -> int:
 
     stop_on_sigterm()
     from kvgym.bench import leaderboard
-    from kvgym.bench.cli_common import csv_list, int_list
+    from kvgym.bench.cli_common import grid_overrides
     from kvgym.bench.config import SweepConfig, load_config
     from kvgym.bench.sweep import run_sweep
 
-    cfg = load_config(SweepConfig, args.config, args.sets, name=args.name, scenarios=csv_list(args.scenarios),
-                      workloads=csv_list(args.workloads), traces=csv_list(args.traces),
-                      policies=csv_list(args.policies), agents=csv_list(args.agents), seeds=int_list(args.seeds),
+    cfg = load_config(SweepConfig, args.config, args.sets, name=args.name, **grid_overrides(args),
                       backend=args.backend, workers=args.workers, out=args.out,
                       plots=False if args.no_plots else None, progress=False if args.quiet else None,
                       trust_pickle=True if args.trust_pickle else None)
@@ -25,11 +23,9 @@ def _cmd(args) -> int:
                     command=invocation("sweep", drop=("--quiet", "--no-plots")))
     print(leaderboard.terminal(res.board))
     if res.serving is not None:
-        from kvgym.bench import serving_board
+        from kvgym.bench.serving_board import summary
 
-        print(serving_board.terminal(res.serving.board))
-        print(f"wrote {res.serving.out}/: the serving section ({len(res.serving.cells)} cells, {res.serving.ran} run, "
-              f"{res.serving.reused} reused): results.csv, results.parquet, leaderboard.md, plots/")
+        print(summary(res.serving))
     print(f"wrote {res.out}/ (results.csv, results.parquet, summary.json, leaderboard.md, report.html"
           f"{', plots/' if cfg.plots else ''}, manifest.json): {len(res.cells)} cells, {res.ran} run, "
           f"{res.reused} reused, {res.wall_s:.1f} s")
@@ -37,7 +33,7 @@ def _cmd(args) -> int:
 
 
 def register(subparsers) -> None:
-    from kvgym.bench.cli_common import add_config_args, keys_epilog
+    from kvgym.bench.cli_common import add_config_args, add_grid_args, keys_epilog
     from kvgym.bench.config import SweepConfig
 
     p = subparsers.add_parser(
@@ -49,12 +45,7 @@ def register(subparsers) -> None:
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--name", help="sweep name")
-    p.add_argument("--scenarios", help="scenario names, patterns (h200_*) or groups (parity, realistic)")
-    p.add_argument("--workloads", help="workload names or groups (decode, patterns, all)")
-    p.add_argument("--traces", help="trace files (.parquet, or parity cell .json)")
-    p.add_argument("--policies", help="policy specs, or 'all'")
-    p.add_argument("--agents", help="agent specs (policy:NAME, or a saved agent's path)")
-    p.add_argument("--seeds", help="comma-separated seeds")
+    add_grid_args(p)
     p.add_argument("--backend", help="serial, process (default) or ray")
     p.add_argument("--workers", type=int, help="processes for the process backend (default: all cores)")
     p.add_argument("--out", help="output directory (default artifacts/sweep)")

@@ -1,4 +1,4 @@
-"""``kvgym trace gen NAME [--param k=v ...] [--seed N] -o FILE.parquet``: generate a workload trace.
+"""``kvgym trace gen 'NAME(key=value,...)' [--seed N] -o FILE.parquet``: generate a workload trace.
 
 ``kvgym trace gen --list`` prints every workload with its parameters and defaults. A progress
 bar (decode steps) appears on a terminal when generation takes more than half a second.
@@ -14,9 +14,8 @@ from kvgym.errors import ConfigError
 def register_trace(sub) -> None:
     p = sub.add_parser("gen", help="generate a synthetic workload trace (Parquet)",
                        description="Generate a seeded synthetic trace by workload name. See docs/workloads.md.")
-    p.add_argument("name", nargs="?", help="workload name (see --list)")
-    p.add_argument("--param", "-p", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a parameter (repeatable; the value takes the default's type)")
+    p.add_argument("name", nargs="?", metavar="WORKLOAD",
+                   help="workload spec NAME or NAME(key=value,...), e.g. 'topk_drift(k=16)' (see --list)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", help="output trace file (.parquet; the page table goes beside it)")
     p.add_argument("--list", action="store_true", help="list the workloads and their parameters")
@@ -36,7 +35,7 @@ def list_workloads() -> str:
 def run(args) -> int:
     from kvgym.files import check_outputs
     from kvgym.traces.parquet import pages_path, write_trace
-    from kvgym.workloads import make_trace, parse_params, workload_names
+    from kvgym.workloads import resolve_trace, workload_names
 
     if args.list:
         print(list_workloads())
@@ -45,7 +44,6 @@ def run(args) -> int:
         raise ConfigError(f"a workload name is required; valid: {', '.join(workload_names())}")
     if not args.output:
         raise ConfigError("-o/--output FILE.parquet is required")
-    params = parse_params(args.name, args.param)
     check_outputs(args.output, pages_path(args.output))
     bar = None
 
@@ -60,7 +58,7 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        trace = make_trace(args.name, seed=args.seed, progress=progress, **params)
+        trace, _ = resolve_trace(args.name, seed=args.seed, progress=progress)
     finally:
         if bar is not None:
             bar.close()

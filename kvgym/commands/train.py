@@ -103,6 +103,8 @@ def _cmd_zoo(args) -> int:
 
 
 def register(subparsers) -> None:
+    from kvgym.bench.cli_common import add_config_args, add_list_arg
+
     p = subparsers.add_parser(
         "train", help="train learned eviction agents (imitation, ppo) and report them",
         description="kvgym train imitation|ppo: train one agent into an agent folder (model, config, metrics) and "
@@ -117,9 +119,7 @@ def register(subparsers) -> None:
                            description=f"Train {what}; write model, config and training metrics into --out, "
                                        f"then score it on the held-out test split (heldout.json). Config keys: "
                                        f"the fields of kvgym.agents.{algo}.{_cls_name(algo)} (docs/agents.md).")
-        q.add_argument("--config", metavar="FILE", help="JSON (or TOML) file with training arguments")
-        q.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one argument (repeatable; lists comma-separated)")
+        add_config_args(q)
         q.add_argument("--out", metavar="DIR", help=f"agent folder (default {DEFAULT_ZOO}/{algo}-s<seed>)")
         q.add_argument("--no-test", action="store_true", help="skip the held-out evaluation after training")
         q.add_argument("--quiet", action="store_true", help="no log lines (the progress bar follows 'progress')")
@@ -146,8 +146,8 @@ def register(subparsers) -> None:
                        description="Train imitation and PPO agents for each seed into --zoo (folders "
                                    "<algo>-s<seed>), each scored on the held-out split, then write the leaderboard.")
     z.add_argument("--zoo", default=DEFAULT_ZOO, help=f"output folder (default {DEFAULT_ZOO})")
-    z.add_argument("--seeds", help="comma-separated training seeds (default 0,1,2)")
-    z.add_argument("--algos", help="comma-separated algorithms (default imitation,ppo)")
+    add_list_arg(z, "seeds", "training seeds (default 0,1,2)")
+    add_list_arg(z, "algos", "algorithms (default imitation,ppo)")
     z.add_argument("--imitation-config", metavar="FILE", help="config file for the imitation runs")
     z.add_argument("--ppo-config", metavar="FILE", help="config file for the PPO runs")
     z.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

@@ -3,7 +3,7 @@ capacities, cache policies and store thresholds (the peer table)."""
 
 from __future__ import annotations
 
-from kvgym.bench.cli_common import csv_list, int_list, invocation
+from kvgym.bench.cli_common import add_list_arg, csv_list, int_list, invocation
 
 
 def _replay(args) -> int:
@@ -18,7 +18,8 @@ def _replay(args) -> int:
 
     path = fetch(args.source) if args.source else synthetic_trace()
     req = from_mooncake(path, block_tokens=args.block_tokens, partial_block=args.partial_block, limit=args.limit)
-    rows = peer_grid(req, csv_list(args.capacity), csv_list(args.policy), int_list(args.store_threshold),
+    rows = peer_grid(req, csv_list(args.capacities or "1%,5%,10%"), csv_list(args.policies or "lru,arc"),
+                     int_list(args.store_thresholds or "1,2"),
                      cache_policy_module_path=args.module_path, prefill_tokens=args.prefill_tokens)
     print(f"{path.name}: {len(req):,} requests, {len(req.blocks):,} full prompt blocks")
     print(table_markdown(rows))
@@ -40,10 +41,10 @@ def register(subparsers) -> None:
                                    "(blocks) for every capacity x policy x store threshold. Needs kvgym[vllm].")
     r.add_argument("source", nargs="?", default=None,
                    help="Mooncake JSON Lines file or dataset name (default: the Mooncake synthetic trace)")
-    r.add_argument("--capacity", default="1%,5%,10%",
-                   help="CPU-tier capacities: blocks, or shares of the distinct full blocks (default 1%%,5%%,10%%)")
-    r.add_argument("--policy", default="lru,arc", help="vLLM cache policies (default lru,arc)")
-    r.add_argument("--store-threshold", default="1,2", help="vLLM store_threshold values (default 1,2)")
+    add_list_arg(r, "capacities", "CPU-tier capacities: blocks, or shares of the distinct full blocks "
+                                  "(default 1%%,5%%,10%%)")
+    add_list_arg(r, "policies", "vLLM cache policies (default lru,arc)")
+    add_list_arg(r, "store-thresholds", "vLLM store_threshold values (default 1,2)")
     r.add_argument("--module-path", default=None, help="cache_policy_module_path for an out-of-tree policy")
     r.add_argument("--block-tokens", type=int, default=512, help="tokens per block (default 512)")
     r.add_argument("--partial-block", default="drop", choices=["drop", "keep"],

@@ -11,8 +11,8 @@ Modules (import what you need; nothing heavy is imported here):
 - :mod:`kvgym.oracle.observe`: run the engine with per-access / per-decision recording.
 - :mod:`kvgym.oracle.regret`: gap closed, good-decision ratio, windowed regret, attribution.
 - :mod:`kvgym.oracle.bounds`, :mod:`kvgym.oracle.report`, :mod:`kvgym.oracle.plots`: what the
-  ``kvgym oracle`` and ``kvgym regret`` commands print and write; :mod:`kvgym.oracle.inputs`:
-  how they find traces and scenarios.
+  ``kvgym oracle`` and ``kvgym regret`` commands print and write (traces:
+  :func:`kvgym.workloads.resolve_trace`; scenarios: :func:`kvgym.sim.catalog.resolve_scenario`).
 
 See ``docs/oracle.md``.
 """

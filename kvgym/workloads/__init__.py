@@ -21,6 +21,7 @@ import pkgutil
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -139,35 +140,18 @@ def make_trace(name: str, seed: int = 0, *, progress: Callable[[int, int], None]
     return trace
 
 
-def parse_params(name: str, items: Iterable[str]) -> dict:
-    """Parse ``["key=value", ...]`` (the CLI's ``--param``) into typed overrides for workload ``name``.
+def resolve_trace(spec: str, seed: int = 0, *, progress: Callable[[int, int], None] | None = None,
+                  what: str = "trace") -> tuple[Trace, str]:
+    """``(trace, label)`` for a Parquet trace path (``X.parquet``, its page table beside it) or a
+    workload spec ``NAME`` / ``NAME(key=value,...)`` (:func:`kvgym.callspec.parse_call`; the
+    registry checks names and types), generated with ``seed``. The one reading of ``--trace``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{what}: an empty name; give a Parquet trace or a workload (kvgym list workloads)")
+    if spec.endswith(".parquet"):
+        from kvgym.traces.parquet import read_trace
 
-    Each value is converted to the type of the parameter's default (int, float, bool, str).
-    """
-    w = get_workload(name)
-    out: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"workload {name!r}: --param expects key=value, got {item!r}")
-        if key not in w.defaults:
-            raise ConfigError(f"workload {name!r}: unknown parameter {key!r}; valid: {', '.join(sorted(w.defaults))}")
-        default = w.defaults[key]
-        raw = raw.strip()
-        try:
-            if isinstance(default, bool):
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(raw)
-                value = raw.lower() in ("true", "1", "yes")
-            elif isinstance(default, int):
-                value = int(raw.replace("_", ""))
-            elif isinstance(default, float):
-                value = float(raw)
-            else:
-                value = raw
-        except ValueError:
-            raise ConfigError(f"workload {name!r}: parameter {key!r} expects {type(default).__name__} "
-                              f"(default {default!r}), got {raw!r}") from None
-        out[key] = value
-    return out
+        return read_trace(spec), Path(spec).name[: -len(".parquet")]
+    from kvgym.callspec import parse_call
+
+    name, params = parse_call(spec, "workload")
+    return make_trace(name, seed=seed, progress=progress, **params), spec
