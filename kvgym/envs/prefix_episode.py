@@ -220,7 +220,6 @@ class PrefixEpisode:
         self.prefix = np.zeros(self.n_req, np.int64)
         self.begun = 0      # requests whose admission has started (all before the last have ended)
         self.booked = 0     # requests whose prefill has been handed to the env
-        self.decisions = 0
         self.status = "idle"
         self.metrics = None
         self.tier = -1
@@ -261,7 +260,6 @@ class PrefixEpisode:
     def _wait(self) -> str:
         msg, val = self._to_env.get()
         if msg == "decide":
-            self.decisions += 1
             return self.status
         self._thread.join()
         self._thread = None
