@@ -442,6 +442,6 @@ def write_report(out: Path, parity_dir: Path | None = None, seeds=(0, 1), realis
         slines, result["serving"] = serving_section(result.get("realistic", {}).get("time_spread"), log)
         lines += slines
     lines += [("Reproduce: `kvgym findings` (parts 1 and 2 take a few seconds on two cores; part 3, serving mode, "
-              "about 10 s on the specification engine).")]
+              "under 10 s on the specification engine).")]
     path = write_text(Path(out) / "README.md", "\n".join(lines) + "\n")
     return path, result
