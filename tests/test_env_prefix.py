@@ -113,8 +113,8 @@ HAND_SERVING = {"tiers": ["hbm"], "capacities": [4], "timing": False}
 def test_hand_worked_episode_every_number():
     env = PrefixCacheEnv(trace=HAND, serving=HAND_SERVING, reward="prefill_us", k=4)
     obs, info = env.reset(seed=0)
-    ep = env.unwrapped._ep
-    assert ep.booked == 1 and (info["requests"], info["prefill_tokens"]) == (0, 0)
+    # R0 (8 tokens, nothing cached) was booked before the first decision: reset reports it.
+    assert (info["requests"], info["prefill_tokens"], info["prefill_us"]) == (1, 8, prefill_us(0, 8))
     # D1, in R1's admission: only block 1 is valid (block 0 continues into 1).
     assert info["phase"] == "evict" and info["tier"] == 0
     assert env.candidate_pages().tolist() == [1, -1, -1, -1] and obs["action_mask"].tolist() == [1, 0, 0, 0]
@@ -150,17 +150,15 @@ def test_hand_worked_episode_any_victim():
 def test_rewards_add_up_to_the_metric(rag):
     for reward in ("prefill_tokens", "prefill_us"):
         env = PrefixCacheEnv(trace=rag, serving=SMALL, reward=reward, k=8)
-        obs, _ = env.reset(seed=1)
-        ep = env.unwrapped._ep
-        pre_tokens = sum(ep.prefill(r)[0] for r in range(ep.booked))
-        total, tokens, steps = 0.0, 0, 0
+        obs, info = env.reset(seed=1)
+        pre_tokens = info["prefill_tokens"]
+        total, tokens = 0.0, 0
         rng = np.random.default_rng(0)
         while True:
             valid = np.flatnonzero(obs["action_mask"])
             obs, r, term, trunc, info = env.step(int(rng.choice(valid)))
             total += r
             tokens += info["prefill_tokens"]
-            steps += 1
             if term or trunc:
                 break
         m = info["metrics"]

@@ -113,9 +113,9 @@ class PrefixCacheEnv(gym.Env):
     A request is booked at the first step after its admission has ended (known once the next
     request's admission starts, or the episode ends): its prefix was looked up when it was admitted,
     so the decisions before it are what made it hit or miss. Requests booked while ``reset`` runs
-    to the first decision count for no action; over an episode, those plus the rewards add up to
-    minus the metrics' ``prefill_tokens_computed`` (tested). ``info`` always carries
-    ``prefill_us``, ``prefill_tokens`` and ``requests`` (booked at this step).
+    to the first decision count for no action (``reset``'s ``info`` reports them); over an episode,
+    those plus the rewards add up to minus the metrics' ``prefill_tokens_computed`` (tested).
+    ``info`` always carries ``prefill_us``, ``prefill_tokens`` and ``requests`` (booked at this step).
 
     ## Starting state and episodes
 
@@ -248,13 +248,13 @@ class PrefixCacheEnv(gym.Env):
         except KvgymError as e:
             raise ConfigError(f"trace {label} does not fit serving config {self.serving.name!r}: "
                               f"{str(e).splitlines()[0]}") from None
-        self._pre_first = ep.take_prefill()
+        pre = ep.take_prefill()  # booked before the first decision: for no action, reported by reset
         if status == DONE:
             raise NoDecisionError(f"trace {label} requests [{start}, {stop}) need no decision under serving config "
                                   f"{self.serving.name!r} (nothing to evict or admit); use smaller tiers or a "
                                   f"longer trace")
         self._done = False
-        info = self._info(0, 0, 0.0)
+        info = self._info(*pre)
         info.update(trace=label, window=(start, stop))
         return self._obs(), info
 
