@@ -147,6 +147,11 @@ def test_hand_worked_episode_any_victim():
     assert term and r == -8.0 and info["metrics"].prefill_tokens_computed == 28 and info["metrics"].prefix_hits == [0]
 
 
+def test_config_keeps_a_trace_object(rag):
+    env = PrefixCacheEnv(trace=rag, serving=SMALL, k=8)
+    assert env.config["trace"] is rag and env.config["serving"]["capacities"] == [24, 64]
+
+
 def test_rewards_add_up_to_the_metric(rag):
     for reward in ("prefill_tokens", "prefill_us"):
         env = PrefixCacheEnv(trace=rag, serving=SMALL, reward=reward, k=8)

@@ -186,6 +186,7 @@ class PrefixCacheEnv(gym.Env):
         self._policy_factory = None
         self._finalizer = None
         self.decisions = 0
+        self._last, self._last_action = (0, 0, 0.0), None
 
     # -- agents that act through a policy ----------------------------------------------------------
     def attach_policy(self, factory) -> None:
@@ -242,7 +243,7 @@ class PrefixCacheEnv(gym.Env):
         self._ep = ep
         self._finalizer = weakref.finalize(self, ep.close)
         self.decisions = 0
-        self._last = (0, 0, 0.0)
+        self._last, self._last_action = (0, 0, 0.0), None
         try:
             status = ep.start()
         except KvgymError as e:
@@ -417,7 +418,7 @@ class PrefixCacheEnv(gym.Env):
         lines.append(f"  requests admitted {ep.begun} of {ep.n_req}; booked {ep.booked}")
         n_req, tokens, us = self._last
         lines.append(f"  last step: {n_req} requests booked, {tokens} prompt tokens recomputed, {us / 1e3:.3f} ms prefill")
-        if getattr(self, "_last_action", None):
+        if self._last_action is not None:
             kind, block, a = self._last_action
             lines.append(f"  last action: {kind} slot {a} (block {block})")
         lines.append(f"  pending: {self.phase}" + (f" in tier {ep.tier}" if self.phase in (EVICT, ADMIT) else ""))

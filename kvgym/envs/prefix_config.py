@@ -9,7 +9,7 @@ bad value or an impossible combination raises :class:`~kvgym.errors.ConfigError`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from kvgym.callspec import parse_call
@@ -150,7 +150,8 @@ class PrefixEnvConfig:
         return ServingConfig.from_dict(deep_merge(DEFAULT_SERVING, self.serving))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        """The fields as a dict (shallow: a ``trace`` object stays the object)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["evict_tiers"] = list(self.evict_tiers)
         return d
 
