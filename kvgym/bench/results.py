@@ -90,16 +90,19 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def csv_text(records: list[dict]) -> str:
-    nt = n_tiers(records)
-    cols = columns(nt)
+def rows_csv(rows, cols: list[str]) -> str:
+    """Flat rows as the deterministic CSV text of the module docstring (header ``cols``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
-    for r in records:
-        row = flatten(r, nt)
+    for row in rows:
         w.writerow([_fmt(row[c]) for c in cols])
     return buf.getvalue()
+
+
+def csv_text(records: list[dict]) -> str:
+    nt = n_tiers(records)
+    return rows_csv((flatten(r, nt) for r in records), columns(nt))
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:

@@ -26,9 +26,7 @@ trace does not fit its scenario (a request larger than tier 0) is recorded as ``
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 from collections import OrderedDict
@@ -301,17 +299,10 @@ def flatten(rec: dict, nt: int) -> dict:
 
 
 def csv_text(records: list[dict]) -> str:
-    from kvgym.bench.results import _fmt
+    from kvgym.bench.results import rows_csv
 
     nt = _n_tiers(records)
-    cols = HEAD_COLUMNS + [c for c, *_ in metric_columns(nt)]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for r in records:
-        row = flatten(r, nt)
-        w.writerow([_fmt(row[c]) for c in cols])
-    return buf.getvalue()
+    return rows_csv((flatten(r, nt) for r in records), HEAD_COLUMNS + [c for c, *_ in metric_columns(nt)])
 
 
 INT_HEAD = ("seed", "trace_requests", "trace_blocks")
