@@ -139,7 +139,7 @@ def test_a_cycle_of_wins_is_a_tie(monkeypatch):
     # A beats B, B beats C, C beats A (possible: a time tie settled by misses closes the loop);
     # A also beats D. No order among A, B, C is real: they share rank 1; D is below all three.
     wins = {("A", "B"), ("B", "C"), ("C", "A"), ("A", "D")}
-    monkeypatch.setattr(leaderboard, "beats", lambda a, b: (a, b) in wins)
+    monkeypatch.setattr(leaderboard, "beats", lambda a, b, *_fields: (a, b) in wins)
     rows = [{"policy": p, "time_vs_ref": t} for p, t in (("D", 0.9), ("C", 1.0), ("B", 1.1), ("A", 1.2))]
     ranked = leaderboard.rank(rows, {p: p for p in "ABCD"})
     assert [(r["policy"], r["rank"], r["tied"]) for r in ranked] == \

@@ -17,7 +17,7 @@ from kvgym import bundled
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "kvgym" / "data"
 #: Files of the package's own (no third-party origin), described where they are read.
-OWN = {"profiles.json", "scenarios.json", "compute.json"}
+OWN = {"profiles.json", "scenarios.json", "serving_scenarios.json", "compute.json"}
 ROW = re.compile(r"^\| `([^`]+)` \| (\d+) \| `([0-9a-f]{64})` \|$")
 
 

@@ -9,13 +9,13 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from _env_helpers import checker_warnings
 from gymnasium.error import ResetNeeded
-from gymnasium.utils.env_checker import check_env
 
 import kvgym
 from kvgym.envs.config import EnvConfig, Splits, split_files
 from kvgym.envs.evict import NoDecisionError
-from kvgym.envs.registration import ENV_IDS, PRESETS, register_envs
+from kvgym.envs.registration import DECODE_ENV_IDS, ENV_IDS, PRESETS, register_envs
 from kvgym.errors import ConfigError
 from kvgym.sim.scenario import Scenario
 from kvgym.traces.format import PageTable, Trace
@@ -65,29 +65,16 @@ def test_make_with_module_prefix():
 
 
 # -- checkers ---------------------------------------------------------------------------------
-KNOWN_WARNINGS = ("is different from the unwrapped version",  # check_env on the made env (expected)
-                  "unconventional shape")  # SB3's advice to flatten Box(k, F); its extractor flattens it
-
-
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", DECODE_ENV_IDS)
 def test_gymnasium_and_sb3_checkers_pass(env_id):
     """check_env on the made env and on .unwrapped, and SB3's check_env, for every registered id.
 
     The checkers step with unmasked random actions, so ``k`` is kept small enough that every slot
     is valid on this trace (a masked slot raises ValueError, by design)."""
-    from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        env = gym.make(env_id, **small_kwargs(env_id))
-        check_env(env.unwrapped)
-        check_env(env)
-        sb3_check_env(env.unwrapped)
-    unexpected = [str(w.message) for w in caught if not any(s in str(w.message) for s in KNOWN_WARNINGS)]
-    assert unexpected == []
+    assert checker_warnings(env_id, **small_kwargs(env_id)) == []
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", DECODE_ENV_IDS)
 def test_presets_reset_on_their_default_workload(env_id):
     spec = gym.spec(env_id)
     wl = spec.kwargs.get("workload", "topk_drift")

@@ -64,13 +64,14 @@ def _maybe_crash() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_batch(batch: list[Cell]) -> list[tuple[str, dict, float]]:
-    """Run a batch of cells; return ``(cell_id, record, wall seconds)`` for each."""
+def run_batch(batch: list) -> list[tuple[str, dict, float]]:
+    """Run a batch of cells (decode :class:`Cell`, or serving cells, which run themselves with
+    ``run_safe()``); return ``(cell_id, record, wall seconds)`` for each."""
     _maybe_crash()
     out = []
     for c in batch:
         t = time.perf_counter()
-        rec = run_cell_safe(c)
+        rec = run_cell_safe(c) if isinstance(c, Cell) else c.run_safe()
         out.append((c.cell_id, rec, time.perf_counter() - t))
     return out
 
@@ -183,7 +184,7 @@ def run_ray(bs: list[list[Cell]], ray_address: str | None = None, ray_task_cpus:
         for b in bs:
             src = b[0].source
             payload = None
-            if src.kind == "file":
+            if src.kind == "file" and isinstance(b[0], Cell):  # a serving cell reads its file by path
                 if src.name not in shipped:
                     shipped[src.name] = ray.put(file_payload(src.name))
                 payload = shipped[src.name]

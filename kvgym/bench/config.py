@@ -71,6 +71,9 @@ class SweepConfig:
         fail_after: testing aid: raise after this many cells have been written (0 = never).
         trust_pickle: allow agents saved as SB3 ``.zip`` files (pickles, which can run code when
             loaded), each only if its sha256 matches the one recorded in its ``agent.json``.
+        serving: the serving section, a table of
+            :class:`~kvgym.bench.serving.ServingSweepConfig` fields (serving scenarios, request
+            sources, policies, admission policies, seeds); empty = none. Written to ``OUT/serving/``.
     """
 
     name: str = "sweep"
@@ -93,6 +96,7 @@ class SweepConfig:
     ray_retries: int = 3
     fail_after: int = 0
     trust_pickle: bool = False
+    serving: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for f in ("scenarios", "workloads", "traces", "policies", "agents", "seeds"):
@@ -125,6 +129,12 @@ class SweepConfig:
         need_str("sweep", "out", self.out, empty=False)
         if self.ray_address is not None:
             need_str("sweep", "ray_address", self.ray_address)
+        if self.serving:
+            from kvgym.bench.serving import ServingSweepConfig
+
+            ServingSweepConfig.from_dict(self.serving)  # validates the serving grid
+        elif not isinstance(self.serving, dict):
+            raise ConfigError(f"sweep: serving must be a table of serving sweep fields, got {self.serving!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -12,6 +12,14 @@ the whole prompt at once (over half of the trace's pages), more than any of thes
 holds; sweep them with a larger tier 0 (``--set scenarios=...`` with a custom scenario).
 Prefetch-on scenarios run every policy with the ``sequential`` prefetcher, except
 ``predictive``, which brings its own (``markov``).
+
+The serving section (``runs/demo/serving/``, :mod:`kvgym.bench.serving`): three serving scenarios
+(HBM 5% over host RAM 25% written through, with the ``always``, ``threshold`` and ``tinylfu``
+admission policies; the same tiers written back; HBM 5% alone) x the last 200 requests of the
+Mooncake synthetic trace (``start=3793``: the trace's prefix reuse grows along it, and two thirds of
+these requests' prompt tokens could come from a cache) and a generated RAG workload x seven serving
+baselines. Its size is set by request counts so that the section takes well under a minute on two
+cores with the specification engine; a faster engine makes room for the whole trace.
 """
 
 from __future__ import annotations
@@ -29,4 +37,12 @@ DEFAULT_SWEEP = {
     "prefetcher": "sequential",
     "seeds": [0, 1],
     "out": "runs/demo",
+    "serving": {
+        "scenarios": ["gpu5_host25_wt", "gpu5_host25_wb", "gpu5_only"],
+        "sources": ["mooncake-synthetic(start=3793)", "rag(requests=100)"],
+        "policies": ["vllm_lru", "vllm_arc", "radix_lru", "lmcache_lru", "s3fifo", "hits_per_token",
+                     "cost_aware_tiered"],
+        "admissions": ["always", "threshold(store_threshold=2)", "tinylfu"],
+        "seeds": [0],
+    },
 }

@@ -37,6 +37,7 @@ from kvgym.bench.stats import (
     LEVEL,
     MISS_TOLERANCE,
     TIME_TOLERANCE,
+    log_ratios,
     miss_interval,
     misses_differ,
     time_differs,
@@ -70,14 +71,21 @@ def _order(records, key):
     return out
 
 
-def beats(a: dict, b: dict) -> bool:
-    """Policy cells ``a`` beat ``b`` (both: ``(stratum, seed) -> record``) by the module docstring's rule."""
-    t = time_interval(a, b)
+#: The fields a ranking compares: the cost ranked (lower is better), then the count that breaks a
+#: tie of costs (lower is better). Decode sweeps rank total time, then misses; serving sweeps rank
+#: mean time to first token, then prefill tokens computed (:mod:`kvgym.bench.serving_board`).
+DECODE_FIELDS = ("total_time_us", "misses")
+
+
+def beats(a: dict, b: dict, fields: tuple[str, str] = DECODE_FIELDS) -> bool:
+    """Policy cells ``a`` beat ``b`` (both: ``(stratum, seed) -> record``) by the module docstring's rule,
+    on the cost ``fields[0]`` and the tie-breaking count ``fields[1]``."""
+    t = log_ratios(a, b, fields[0])
     if t is None:
         return False
     if time_differs(t):
         return t.mean < 0
-    m = miss_interval(a, b)
+    m = log_ratios(a, b, fields[1], plus=1.0)
     return misses_differ(m) and m.mean < 0
 
 
@@ -105,7 +113,8 @@ def _row(cells: dict, ref: dict, orc: dict, best: dict) -> dict:
     }
 
 
-def rank(rows: list[dict], cells_of: dict) -> list[dict]:
+def rank(rows: list[dict], cells_of: dict, fields: tuple[str, str] = DECODE_FIELDS,
+         sort_key: str = "time_vs_ref") -> list[dict]:
     """Set ``rank`` and ``tied`` on ranked rows and sort them (see the module docstring).
 
     ``beats`` is not transitive (a tie within the tolerance, then a real difference in misses, can
@@ -114,7 +123,7 @@ def rank(rows: list[dict], cells_of: dict) -> list[dict]:
     Policies on one cycle reach each other and share a rank: no order among them is real.
     """
     n = len(rows)
-    reach = [[i != j and beats(cells_of[rows[i]["policy"]], cells_of[rows[j]["policy"]]) for j in range(n)]
+    reach = [[i != j and beats(cells_of[rows[i]["policy"]], cells_of[rows[j]["policy"]], fields) for j in range(n)]
              for i in range(n)]
     for k in range(n):  # Floyd-Warshall closure; n is the number of policies (tens)
         for i in range(n):
@@ -125,7 +134,7 @@ def rank(rows: list[dict], cells_of: dict) -> list[dict]:
         r["rank"] = 1 + sum(reach[i][j] and not reach[j][i] for i in range(n))
     for r in rows:
         r["tied"] = sum(q["rank"] == r["rank"] for q in rows) > 1
-    rows.sort(key=lambda r: (r["rank"], r["time_vs_ref"] if r["time_vs_ref"] is not None else math.inf))
+    rows.sort(key=lambda r: (r["rank"], r[sort_key] if r[sort_key] is not None else math.inf))
     return rows
 
 
@@ -178,13 +187,14 @@ def _rank_label(r: dict) -> str:
     return f"{r['rank']}=" if r["tied"] else str(r["rank"])
 
 
-def _time(r: dict) -> str:
-    if r["time_vs_ref"] is None:
+def _time(r: dict, key: str = "time_vs_ref", ci: str = "time_ci") -> str:
+    """A ratio with its interval, ``0.9876 [0.9801, 0.9950]`` (no interval: the ratio alone)."""
+    if r[key] is None:
         return "–"
-    if r["time_ci"] is None:
-        return f"{r['time_vs_ref']:.4f}"
-    lo, hi = r["time_ci"]
-    return f"{r['time_vs_ref']:.4f} [{lo:.4f}, {hi:.4f}]"
+    if r[ci] is None:
+        return f"{r[key]:.4f}"
+    lo, hi = r[ci]
+    return f"{r[key]:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
 def _gap(r: dict) -> str:

@@ -9,7 +9,8 @@ The page holds, with no external resource (CSS and JavaScript inline, plots embe
   sorts by any column when its header is clicked (ranks sort by number, ties stay together);
 - each scenario's description (profile, tier capacities, cost model, quantization, prefetch) and
   each trace source's (its workload generator's docstring, or the trace file);
-- every plot in ``plots/``.
+- every plot in ``plots/``;
+- the serving section, when the sweep has one (``serving/``: :func:`kvgym.bench.serving_board.html_section`).
 
 Everything shown is computed from the sweep's own files (``results.parquet``, ``manifest.json``,
 ``plots/*.png``); the page is rewritten atomically.
@@ -160,6 +161,9 @@ def render(out: Path, title: str | None = None) -> str:
     sources = list(dict.fromkeys(r["source"] for r in records))
     parts += [f"<tr><td><code>{_e(s)}</code></td><td>{_e(_source_line(s))}</td></tr>" for s in sources]
     parts += ["</tbody></table>"]
+    from kvgym.bench.serving_board import html_section
+
+    parts.append(html_section(out / "serving"))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + f"\n<script>{JS}</script>\n</body></html>\n")

@@ -91,16 +91,19 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def csv_text(records: list[dict]) -> str:
-    nt = n_tiers(records)
-    cols = columns(nt)
+def rows_csv(rows, cols: list[str]) -> str:
+    """Flat rows as the deterministic CSV text of the module docstring (header ``cols``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
-    for r in records:
-        row = flatten(r, nt)
+    for row in rows:
         w.writerow([_fmt(row[c]) for c in cols])
     return buf.getvalue()
+
+
+def csv_text(records: list[dict]) -> str:
+    nt = n_tiers(records)
+    return rows_csv((flatten(r, nt) for r in records), columns(nt))
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -153,18 +156,28 @@ def summary_text(summary: dict) -> str:
     return json.dumps(head, sort_keys=True)[:-1] + ', "groups": [\n' + body + "\n]}\n"
 
 
-def read_records(out: Path) -> list[dict]:
-    """Records back from a results directory (for ``kvgym plot`` / ``kvgym leaderboard``)."""
+def missing(v) -> bool:
+    """A value a results table stores as missing (``None``, pandas' NA, a float NaN)."""
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def read_frame(out: Path, what: str = "results") -> pd.DataFrame:
+    """``out/results.parquet`` as a DataFrame; one clear error when there is none."""
     from kvgym.errors import ConfigError
 
     path = Path(out) / "results.parquet"
     if not path.is_file():
-        raise ConfigError(f"{path}: no results here (run `kvgym sweep` first)")
-    df = pq.read_table(path).to_pandas()
+        raise ConfigError(f"{path}: no {what} here (run `kvgym sweep` first)")
+    return pq.read_table(path).to_pandas()
+
+
+def read_records(out: Path) -> list[dict]:
+    """Records back from a results directory (for ``kvgym plot`` / ``kvgym leaderboard``)."""
+    df = read_frame(out)
     nt = sum(1 for c in df.columns if c.startswith("tier") and c.endswith("_hits"))
     recs = []
     for row in df.to_dict("records"):
-        rec = {k: (None if (v is pd.NA or (isinstance(v, float) and math.isnan(v))) else v) for k, v in row.items()
+        rec = {k: (None if missing(v) else v) for k, v in row.items()
                if not k.startswith("tier") or k in ("trace_accesses", "trace_pages")}
         for k in ("seed", "trace_accesses", "trace_pages") + tuple(c for c in METRIC_COLUMNS if c not in FLOAT_COLUMNS):
             if rec.get(k) is not None:

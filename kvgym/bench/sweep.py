@@ -8,6 +8,7 @@ Layout of the output directory ``out``::
     summary.json           mean and std over seeds per (scenario, source, policy)
     leaderboard.md         every policy and agent ranked, per scenario and overall
     plots/*.png            hit rate, latency vs bytes, per-tier hits, prefetch usefulness, stall
+    serving/               the serving section, when the config has one (:mod:`kvgym.bench.serving`)
     manifest.json          kvgym version, git commit, package versions, config and its hash,
                            the command that ran it, machine, wall time, cells run / reused
     report.html            all of the above on one self-contained page (:mod:`kvgym.bench.report`)
@@ -62,6 +63,7 @@ class SweepResult:
     ran: int
     reused: int
     wall_s: float
+    serving: object = None  # kvgym.bench.serving.ServingResult when the config has a serving section
 
 
 class CellsFailed(KvgymError):
@@ -217,6 +219,13 @@ def _run_locked(cfg: SweepConfig, out: Path, cells: list[Cell], t0: float, log, 
     board, _ = leaderboard.write(out, records, title or f"Leaderboard: {cfg.name}")
     if cfg.plots:
         plots.write_all(records, out)
+    serving = None
+    if cfg.serving and not errors:
+        from kvgym.bench.serving import ServingSweepConfig, run_serving
+
+        serving = run_serving(ServingSweepConfig.from_dict(cfg.serving), out / "serving", backend=cfg.backend,
+                              workers=cfg.workers, ray_address=cfg.ray_address, ray_task_cpus=cfg.ray_task_cpus,
+                              ray_retries=cfg.ray_retries, plots=cfg.plots, progress=cfg.progress, log=log)
     wall = time.perf_counter() - t0
     write_json(out / "manifest.json", {
         "format": "kvgym-sweep-manifest/1", "kvgym_version": __version__, "git_commit": git_commit(),
@@ -224,9 +233,11 @@ def _run_locked(cfg: SweepConfig, out: Path, cells: list[Cell], t0: float, log, 
         "config_hash": cfg.config_hash(), "command": command, "cells": len(cells), "cells_run": ran,
         "cells_reused": len(cells) - len(todo), "cells_failed": len(errors), "wall_time_s": round(wall, 3),
         "backend": cfg.backend,
+        **({"serving_cells": len(serving.cells), "serving_cells_run": serving.ran,
+            "serving_cells_reused": serving.reused} if serving is not None else {}),
     })
     report.write(out)
     if errors:
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise CellsFailed(f"{len(errors)} cells failed: " + "; ".join(errors[:5]) + more)
-    return SweepResult(out, cells, records, summary, board, ran, len(cells) - len(todo), wall)
+    return SweepResult(out, cells, records, summary, board, ran, len(cells) - len(todo), wall, serving)

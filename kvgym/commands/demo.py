@@ -20,6 +20,10 @@ def _cmd(args) -> int:
     res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr), title="Leaderboard: the default sweep",
                     command=invocation("demo", drop=("--quiet",)))
     print(leaderboard.terminal(res.board))
+    if res.serving is not None:
+        from kvgym.bench.serving_board import summary
+
+        print(summary(res.serving))
     print(f"wrote {res.out}/: results.csv, results.parquet, summary.json, leaderboard.md, plots/, manifest.json "
           f"({len(res.cells)} cells, {res.ran} run, {res.reused} reused, {res.wall_s:.1f} s wall)")
     print(f"open {res.out}/report.html in a browser: sortable leaderboards, plots, what each scenario and workload is")

@@ -33,5 +33,5 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="artifacts/findings", help="output directory (default artifacts/findings)")
     p.add_argument("--parity-dir", help="parity data folder (default: the copy shipped in kvgym/data/parity)")
     add_list_arg(p, "seeds", "seeds of the realistic part (default 0,1)")
-    p.add_argument("--parity-only", action="store_true", help="skip the realistic part")
+    p.add_argument("--parity-only", action="store_true", help="skip the realistic and serving parts (2 and 3)")
     p.set_defaults(func=_cmd)

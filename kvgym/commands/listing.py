@@ -80,6 +80,9 @@ def envs() -> list[tuple[str, str]]:
         module, cls_name = spec.entry_point.split(":")
         cls = getattr(importlib.import_module(module), cls_name)
         kw = spec.kwargs
+        if hasattr(cls, "preset_line"):  # the serving env describes its own presets
+            rows.append((env_id, cls.preset_line(kw)))
+            continue
         scen = kw.get("scenario")
         wl = kw.get("workload", cls.__init__.__kwdefaults__["workload"])
         where = "its default scenario" if scen is None else \

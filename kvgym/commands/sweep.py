@@ -22,6 +22,10 @@ def _cmd(args) -> int:
     res = run_sweep(cfg, log=lambda m: print(m, file=sys.stderr),
                     command=invocation("sweep", drop=("--quiet", "--no-plots")))
     print(leaderboard.terminal(res.board))
+    if res.serving is not None:
+        from kvgym.bench.serving_board import summary
+
+        print(summary(res.serving))
     print(f"wrote {res.out}/ (results.csv, results.parquet, summary.json, leaderboard.md, report.html"
           f"{', plots/' if cfg.plots else ''}, manifest.json): {len(res.cells)} cells, {res.ran} run, "
           f"{res.reused} reused, {res.wall_s:.1f} s")

@@ -4,11 +4,12 @@ Importing this package registers the ids (:mod:`kvgym.envs.registration`) and no
 the env classes and agents load on first use::
 
     import gymnasium as gym
-    import kvgym  # registers kvgym/Evict-v0, kvgym/EvictPrefetch-v0 and presets
+    import kvgym  # registers kvgym/Evict-v0, kvgym/EvictPrefetch-v0, kvgym/PrefixCache-v0 and presets
 
     env = gym.make("kvgym/Evict-v0", k=32)
 
-See :class:`kvgym.envs.evict.EvictEnv` for spaces, rewards and episode semantics.
+See :class:`kvgym.envs.evict.EvictEnv` for spaces, rewards and episode semantics, and
+:class:`kvgym.envs.prefix.PrefixCacheEnv` for the serving-mode env.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 from kvgym.envs.registration import ENV_IDS, register_envs
 
 _LAZY = {
-    "EvictEnv": "kvgym.envs.evict", "EvictPrefetchEnv": "kvgym.envs.evict", "NoDecisionError": "kvgym.envs.evict",
+    "EvictEnv": "kvgym.envs.evict", "EvictPrefetchEnv": "kvgym.envs.evict", "NoDecisionError": "kvgym.envs.config",
     "EnvConfig": "kvgym.envs.config", "Splits": "kvgym.envs.config", "split_files": "kvgym.envs.config",
     "PolicyAgent": "kvgym.envs.agents", "RandomAgent": "kvgym.envs.agents",
+    "PrefixCacheEnv": "kvgym.envs.prefix", "PrefixEnvConfig": "kvgym.envs.prefix_config",
     "FEATURES": "kvgym.envs.observation",
 }
 
@@ -39,6 +41,8 @@ __all__ = [
     "EvictPrefetchEnv",
     "NoDecisionError",
     "PolicyAgent",
+    "PrefixCacheEnv",
+    "PrefixEnvConfig",
     "RandomAgent",
     "Splits",
     "register_envs",

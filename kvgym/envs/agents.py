@@ -13,6 +13,8 @@ An *agent* is any of:
 date through every event of the run (in compiled code for a built-in policy, through its Python
 hooks otherwise), and at each decision the agent takes the policy's own victim
 (``env.unwrapped.policy_choice()``), chosen among *all* eligible pages as in :func:`kvgym.sim.run`.
+In ``kvgym/PrefixCache-v0`` the policy serves every tier the agent decides, and an admission
+decision plays the env's configured admission policy (slot 0 stores, slot 1 skips).
 With ``k`` large enough to show every eligible page its metrics equal ``run(..., name)``
 (tested for every registered policy). With a smaller ``k`` its victim may not be shown: it then
 takes slot 0 (the least recently used shown page) and counts the event in ``outside``
@@ -56,6 +58,9 @@ class PolicyAgent:
         env = self.env
         if env is None or env.policy is None:
             raise ConfigError("PolicyAgent: call attach(env) before the env's reset()")
+        if env.phase == "admit":  # PrefixCache-v0: the configured admission policy's own answer
+            self.decisions += 1
+            return 0 if env.policy_choice() else 1
         if env.phase != "evict":
             return 0  # a prefetch decision: the policy does not prefetch
         v = env.policy_choice()

@@ -15,6 +15,26 @@ REWARDS = ("stall", "misses", "bytes")
 SPLIT_NAMES = ("train", "validation", "test")
 
 
+class NoDecisionError(ConfigError):
+    """The episode's trace never needs a decision (e.g. it fits in tier 0).
+
+    The finished run's metrics are still available from ``env.unwrapped.metrics()``.
+    """
+
+
+def check_window(window, n: int, rows: str) -> tuple[int, int]:
+    """A ``reset(options={"window": (start, stop)})`` value as ints with ``0 <= start < stop <= n``
+    (``rows``: what the bounds count, for the error message)."""
+    import numpy as np
+
+    ok = (isinstance(window, (tuple, list)) and len(window) == 2
+          and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in window))
+    if not ok or not 0 <= window[0] < window[1] <= n:
+        raise ConfigError(f"reset: option 'window'={window!r} invalid: (start, stop) {rows} with "
+                          f"0 <= start < stop <= {n}")
+    return int(window[0]), int(window[1])
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """How decisions are presented and scored.

@@ -45,9 +45,6 @@ def evaluate(agent, scenario, trace, *, env_id: str = "kvgym/Evict-v0", k: int |
         max_decisions: stop early after this many decisions (metrics so far; a safety cap).
         env_kwargs: further env arguments (``reward``, ``sample``, ``prefetcher``, ...).
     """
-    from kvgym.envs.agents import choose
-    from kvgym.envs.evict import NoDecisionError
-
     if k == "all":
         from kvgym.traces.format import Trace
 
@@ -57,6 +54,15 @@ def evaluate(agent, scenario, trace, *, env_id: str = "kvgym/Evict-v0", k: int |
     if k is not None:
         env_kwargs["k"] = k
     env = gym.make(env_id, scenario=scenario, trace=trace, disable_env_checker=True, **env_kwargs)
+    return play(agent, env, seed=seed, window=window, max_decisions=max_decisions)
+
+
+def play(agent, env, *, seed: int = 0, window=None, max_decisions: int | None = None):
+    """Attach ``agent`` to the made ``env``, reset once (seeded), act until the episode ends and
+    return the episode's metrics (``env.unwrapped.metrics()``); the env is closed."""
+    from kvgym.envs.agents import choose
+    from kvgym.envs.config import NoDecisionError
+
     try:
         if hasattr(agent, "attach"):
             agent.attach(env)
@@ -78,9 +84,40 @@ def evaluate(agent, scenario, trace, *, env_id: str = "kvgym/Evict-v0", k: int |
         env.close()
 
 
+def evaluate_prefix(agent, trace, *, env_id: str = "kvgym/PrefixCache-v0", k: int | str | None = None,
+                    seed: int = 0, window: tuple[int, int] | None = None, **config):
+    """Run ``agent`` through a serving env (``kvgym/PrefixCache-v0`` or a preset) on ``trace``;
+    return the episode's :class:`~kvgym.sim.metrics.ServingMetrics`.
+
+    Args:
+        trace: a RequestTrace or any request-trace spec (:mod:`kvgym.traces.request_sources`; a
+            workload name draws its seed from the env's split).
+        k: candidate slots; ``"all"`` = the largest capacity, in blocks, of the tiers the agent
+            decides (capped at 4096; the trace's blocks for an unbounded tier), so every valid
+            victim is shown (``sample`` 0 unless given); ``None`` = the env's default.
+        config: further configuration keys (``serving``, ``policy``, ``evict_tiers``, ...).
+    """
+    if k == "all":
+        from kvgym.traces.request_sources import request_trace, source_kind
+
+        if source_kind(trace) == "workload":
+            raise ConfigError("evaluate_prefix: k='all' needs a RequestTrace, a file or a dataset, not a workload name")
+        trace = request_trace(trace)
+        probe = gym.make(env_id, trace=trace, disable_env_checker=True, **config).unwrapped
+        caps = probe.serving.resolve(trace.n_blocks, trace.block_tokens).capacities
+        probe.close()
+        tiers = probe.cfg.evict_tiers or (0,)
+        k = int(max(2, min(4096, max(trace.n_blocks if caps[t] is None else caps[t] for t in tiers))))
+    if k is not None:
+        config["k"] = k
+        config.setdefault("sample", 0)
+    env = gym.make(env_id, trace=trace, disable_env_checker=True, **config)
+    return play(agent, env, seed=seed, window=window)
+
+
 def evaluate_many(agent_factory, scenario, traces, **kw) -> list[Metrics]:
     """:func:`evaluate` over several traces, a fresh agent per trace (``agent_factory()``)."""
     return [evaluate(agent_factory(), scenario, t, **kw) for t in traces]
 
 
-__all__ = ["eligible_bound", "evaluate", "evaluate_many"]
+__all__ = ["eligible_bound", "evaluate", "evaluate_many", "evaluate_prefix", "play"]

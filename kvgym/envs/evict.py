@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from kvgym.envs.config import EnvConfig, Splits
+from kvgym.envs.config import EnvConfig, NoDecisionError, Splits, check_window
 from kvgym.envs.episode import DONE, EVICT, Episode
 from kvgym.envs.observation import FEATURES, N_FEATURES, context_names, n_context
 from kvgym.envs.render import Snapshot, render_ansi, render_rgb
@@ -26,13 +26,7 @@ DEFAULT_WORKLOAD = "topk_drift"
 #: kvgym's one default scenario (:mod:`kvgym.sim.catalog`).
 DEFAULT_SCENARIO = default_scenario()
 OPTION_KEYS = ("trace", "window")
-
-
-class NoDecisionError(ConfigError):
-    """The episode's trace never needs a tier-0 eviction under the scenario (it fits in tier 0).
-
-    The finished run's metrics are still available from ``env.unwrapped.metrics()``.
-    """
+__all__ = ["DEFAULT_SCENARIO", "DEFAULT_WORKLOAD", "EvictEnv", "EvictPrefetchEnv", "NoDecisionError"]
 
 
 class EvictEnv(gym.Env):
@@ -402,12 +396,7 @@ class EvictEnv(gym.Env):
             start = int(b[min(np.searchsorted(b, start), len(b) - 1)])
             stop = min(n, start + self.episode_rows)
             return (start, stop) if stop > start else (0, n)
-        ok = (isinstance(window, (tuple, list)) and len(window) == 2
-              and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in window))
-        if not ok or not 0 <= window[0] < window[1] <= n:
-            raise ConfigError(f"reset: option 'window'={window!r} invalid: (start, stop) access rows with "
-                              f"0 <= start < stop <= {n}")
-        return int(window[0]), int(window[1])
+        return check_window(window, n, "access rows")
 
     def _obs(self) -> dict:
         sim = self._sim

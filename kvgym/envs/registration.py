@@ -1,9 +1,9 @@
 """Gymnasium ids of kvgym, registered (idempotently) as soon as both ``kvgym`` and ``gymnasium``
 are imported, in either order.
 
-``kvgym/Evict-v0`` and ``kvgym/EvictPrefetch-v0`` are the two environments; the presets below
-differ from them only in keyword arguments (a workload, a scenario, a quantization), as
-Gymnasium's own variants do. ``import kvgym`` does not import Gymnasium (so ``import kvgym.sim``
+``kvgym/Evict-v0`` and ``kvgym/EvictPrefetch-v0`` are the decode environments and
+``kvgym/PrefixCache-v0`` the serving one; the presets below differ from them only in keyword
+arguments (a workload, a scenario, a quantization), as Gymnasium's own variants do. ``import kvgym`` does not import Gymnasium (so ``import kvgym.sim``
 stays light): :func:`register_when_gymnasium_loads` registers at once if Gymnasium is already
 imported, and otherwise the moment it is. Entry points are strings, so registering imports no env
 code; ``gym.make("kvgym:kvgym/Evict-v0")`` imports ``kvgym`` first and works too.
@@ -47,7 +47,24 @@ PRESETS: dict[str, tuple[str, dict]] = {
         "name": "seed-toy-small", "profile": "seed-toy", "capacities": [64000, 128000, 500000, 4000000],
         "cost_model": "serial", "decode": "parity"}}),
 }
-ENV_IDS = tuple(PRESETS)
+DECODE_ENV_IDS = tuple(PRESETS)
+
+PREFIX = "kvgym.envs.prefix:PrefixCacheEnv"
+#: Serving-mode ids (:class:`kvgym.envs.prefix.PrefixCacheEnv`): kwargs are a ``config`` of
+#: overrides of the env's default configuration (keyword arguments at ``gym.make`` merge into it).
+#: Capacities are blocks of 512 tokens (64 MiB for Llama-3.1-8B in fp16): the generated workloads
+#: get a tier 0 that holds a few running requests, so eviction is frequent; the Mooncake preset gets
+#: one H200's room for KV next to the weights (1,700 blocks, about 106 GiB) and 500 GiB of host RAM.
+SERVING_PRESETS: dict[str, tuple[str, dict]] = {
+    "kvgym/PrefixCache-v0": (PREFIX, {}),
+    "kvgym/PrefixCache-RAG-v0": (PREFIX, {"config": {"workload": "rag", "workload_params": {"requests": 200},
+                                                     "serving": {"capacities": [64, 256]}}}),
+    "kvgym/PrefixCache-Mooncake-v0": (PREFIX, {"config": {"trace": "mooncake-synthetic", "episode_requests": 200,
+                                                          "serving": {"capacities": [1700, 8000]}}}),
+    "kvgym/PrefixCacheAdmit-v0": (PREFIX, {"config": {"admit": True, "admission": "threshold(store_threshold=2)"}}),
+}
+SERVING_ENV_IDS = tuple(SERVING_PRESETS)
+ENV_IDS = DECODE_ENV_IDS + SERVING_ENV_IDS
 
 
 def register_envs() -> list[str]:
@@ -55,7 +72,7 @@ def register_envs() -> list[str]:
     from gymnasium.envs.registration import register, registry
 
     added = []
-    for env_id, (entry, kwargs) in PRESETS.items():
+    for env_id, (entry, kwargs) in {**PRESETS, **SERVING_PRESETS}.items():
         if env_id not in registry:
             register(id=env_id, entry_point=entry, kwargs=kwargs, disable_env_checker=False)
             added.append(env_id)

@@ -287,6 +287,34 @@ def _check_chains(t: RequestTrace, source: str, lines) -> None:
                      f"{int(e.tokens[j])} in {earlier}: a block id names one content")
 
 
+
+def slice_requests(t: RequestTrace, start: int, stop: int) -> RequestTrace:
+    """Requests ``[start, stop)`` of ``t`` as a trace of their own: block ids renumbered densely in
+    order of first appearance (prompt chain, then output blocks, request by request), arrivals
+    and sessions kept. ``meta`` records the source's meta and the window."""
+    from kvgym.traces.mooncake import first_appearance_ids
+
+    n = len(t)
+    if not (isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer)) and 0 <= start < stop <= n):
+        raise ConfigError(f"slice_requests: window ({start}, {stop}) must satisfy 0 <= start < stop <= {n}")
+    p0, p1 = int(t.offsets[start]), int(t.offsets[stop])
+    o0, o1 = int(t.out_offsets[start]), int(t.out_offsets[stop])
+    plen, olen = np.diff(t.offsets[start:stop + 1]), np.diff(t.out_offsets[start:stop + 1])
+    # One sequence of every id occurrence, in the order the renumbering follows.
+    kind = np.concatenate([np.zeros(p1 - p0, np.int64), np.ones(o1 - o0, np.int64)])
+    row = np.concatenate([np.repeat(np.arange(stop - start), plen), np.repeat(np.arange(stop - start), olen)])
+    ids = np.concatenate([t.blocks[p0:p1], t.out_blocks[o0:o1]])
+    order = np.lexsort((kind, row))
+    dense = np.empty(len(ids), np.int64)
+    dense[order] = first_appearance_ids(ids[order])[0]
+    s = slice(start, stop)
+    out = RequestTrace(t.arrival_us[s].copy(), t.prompt_tokens[s].copy(), t.output_tokens[s].copy(),
+                       t.offsets[start:stop + 1] - p0, dense[:p1 - p0], t.session[s].copy(),
+                       t.out_offsets[start:stop + 1] - o0, dense[p1 - p0:], t.block_tokens,
+                       {"generator": "slice", "window": [int(start), int(stop)], "source": t.meta})
+    validate_requests(out, f"requests [{start}, {stop})")
+    return out
+
 # -- Parquet ---------------------------------------------------------------------------------
 COLUMNS = ("arrival_us", "prompt_tokens", "output_tokens", "session", "blocks", "out_blocks")
 
