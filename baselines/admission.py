@@ -78,12 +78,19 @@ class TinyLFUSketch:
 
 @register_admission("always")
 class Always(Admission):
+    compiled = "always"
+
     def admit(self, blocks: np.ndarray) -> np.ndarray:
         return np.ones(len(blocks), bool)
+
+    def compiled_args(self):
+        return 0, 0, 0, 0, 0
 
 
 @register_admission("threshold")
 class StoreThreshold(Admission):
+    compiled = "threshold"
+
     def __init__(self, store_threshold: int = 2, max_tracker_size: int = 64_000):
         self.store_threshold = int_param("threshold", "store_threshold", store_threshold, 1)
         self.max_tracker_size = int_param("threshold", "max_tracker_size", max_tracker_size, 1)
@@ -116,6 +123,10 @@ class StoreThreshold(Admission):
             return np.ones(len(blocks), bool)
         return np.fromiter((self.counts.get(b, 0) >= self.store_threshold for b in blocks.tolist()), bool, len(blocks))
 
+    def compiled_args(self):
+        # A tracker that already holds counts keeps them in Python (callbacks).
+        return None if self.counts else (self.store_threshold, self.max_tracker_size, 0, 0, 0)
+
 
 class _SketchAdmission(Admission):
     """Counts every tier-0 reference in a :class:`TinyLFUSketch`; admits on its estimate."""
@@ -141,15 +152,22 @@ class _SketchAdmission(Admission):
         est = np.fromiter((self.sketch.estimate(b) for b in blocks.tolist()), np.int64, len(blocks))
         return est > self.threshold if self.strict else est >= self.threshold
 
+    def compiled_args(self):
+        sk = self.sketch  # sized by bind (the admission's own rule)
+        return self.threshold, 0, len(sk.table), sk.sample_size, int(self.strict)
+
 
 @register_admission("tinylfu")
 class TinyLFU(_SketchAdmission):
+    compiled = "sketch"
+
     def __init__(self, min_count: int = 2, capacity: int = 0):
         super().__init__(int_param("tinylfu", "min_count", min_count, 0), capacity)
 
 
 @register_admission("presence_lfu")
 class PresenceLFU(_SketchAdmission):
+    compiled = "sketch"
     strict = True
 
     def __init__(self, min_lfu_count: int = 8, capacity: int = 0):

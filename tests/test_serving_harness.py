@@ -28,8 +28,8 @@ from kvgym.bundled import mooncake_synthetic
 from kvgym.cli import main
 from kvgym.errors import ConfigError
 from kvgym.sim.serving import ServingConfig, simulate_serving
-from kvgym.traces.request_sources import is_request_file, request_trace
 from kvgym.traces.requests import requests_from_mooncake, slice_requests, write_requests
+from kvgym.workloads.request_sources import is_request_file, request_trace
 from kvgym.workloads.serving import make_requests
 
 SMALL = {"scenarios": ["gpu5_host25_wt", "gpu5_only"], "sources": ["rag(requests=40)"],

@@ -93,8 +93,7 @@ def table(rows: list[dict], table_id: str, reference: str) -> str:
 
 
 def _scenario_lines(manifest: dict) -> dict[str, str]:
-    from kvgym.bench.scenarios import describe, resolve_scenarios
-    from kvgym.commands.listing import scenario_line
+    from kvgym.bench.scenarios import describe, resolve_scenarios, scenario_line
 
     try:
         scen = resolve_scenarios(manifest.get("config", {}).get("scenarios", []))

@@ -60,3 +60,9 @@ def describe(s: Scenario) -> dict:
             "capacities": "/".join(str(c) for c in caps), "cost": s.cost_model, "quant": s.quantization,
             "decode": s.decode, "prefetch": "on" if s.prefetch else "off", "max_prefetch": s.max_prefetch,
             "lower": s.lower_policy, "first_touch": s.first_touch}
+
+
+def scenario_line(row: dict) -> str:
+    """One line from :func:`kvgym.bench.scenarios.describe`'s fields."""
+    return (f"{row['group']}: {row['profile']} tiers {row['capacities']}, {row['cost']} costs, {row['quant']}, "
+            f"prefetch {row['prefetch']}")

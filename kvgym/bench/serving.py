@@ -14,7 +14,7 @@ A **serving cell** is (serving scenario, request source, policy, admission polic
 policy runs in every tier of the scenario (a fresh object per tier: ``simulate_serving(...,
 policy, lower=policy)``). The admission policy gates write-through stores into tier 1, so it is an
 axis only where the scenario writes through to a second tier; elsewhere the cell runs once and its
-``admission`` column is empty. Sources are request-trace specs (:mod:`kvgym.traces.request_sources`):
+``admission`` column is empty. Sources are request-trace specs (:mod:`kvgym.workloads.request_sources`):
 generated workloads are regenerated from (name, parameters, seed); a dataset or a file does not
 depend on the seed and runs with the first seed only; a file's sha256 and a dataset's pinned sha256
 are part of the cell, so a changed trace makes new cells.
@@ -103,7 +103,7 @@ class ServingSweepConfig:
 
 @dataclass(frozen=True)
 class RequestSource:
-    """Where a serving cell's requests come from (see :mod:`kvgym.traces.request_sources`)."""
+    """Where a serving cell's requests come from (see :mod:`kvgym.workloads.request_sources`)."""
 
     kind: str   # workload | dataset | file
     name: str
@@ -113,7 +113,7 @@ class RequestSource:
     @classmethod
     def parse(cls, spec: str) -> RequestSource:
         from kvgym.traces.datasets import dataset
-        from kvgym.traces.request_sources import source_kind
+        from kvgym.workloads.request_sources import source_kind
 
         if not isinstance(spec, str):
             raise ConfigError(f"sweep serving: source {spec!r} must be a spec string")
@@ -137,7 +137,7 @@ class RequestSource:
         return {"kind": self.kind, "name": self.name, "params": self.params, "digest": self.digest}
 
     def load(self, seed: int):
-        from kvgym.traces.request_sources import request_trace
+        from kvgym.workloads.request_sources import request_trace
 
         return request_trace(self.name if self.kind == "file" else fmt_call(self.name, self.params), seed)
 
@@ -242,16 +242,18 @@ def load_requests(src: RequestSource, seed: int):
     return _TRACES[key]
 
 
-def simulate(trace, scenario: ServingConfig, policy: tuple, admission: tuple | None, lower: tuple | None = None):
+def simulate(trace, scenario: ServingConfig, policy: tuple, admission: tuple | None, lower: tuple | None = None,
+             engine: str = "compiled"):
     """The serving harness's single call into the simulator: ``policy`` (``(name, params)``) in tier 0
-    and, unless ``lower`` names another, in every lower tier; ``admission`` ``None``: ``always``."""
+    and, unless ``lower`` names another, in every lower tier; ``admission`` ``None``: ``always``;
+    ``engine``: compiled or reference (the specification engine; same results)."""
     from kvgym.sim.serving import simulate_serving
 
     name, params = policy
     low, low_params = lower if lower is not None else policy
     adm, adm_params = admission if admission is not None else ("always", {})
     return simulate_serving(trace, scenario, name, lower=low, policy_params=params, lower_params=low_params,
-                            admission=adm, admission_params=adm_params)
+                            admission=adm, admission_params=adm_params, engine=engine)
 
 
 def run_serving_cell(cell: ServingCell) -> dict:

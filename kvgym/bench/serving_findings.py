@@ -34,7 +34,7 @@ def serving_section(decode_spread: float | None = None, log=None) -> tuple[list[
     """The report's lines and the figures behind them. ``decode_spread``: the largest spread of total
     time between the original six policies on part 2's decode workloads (``None``: part 2 not run)."""
     from kvgym.oracle.prefix import compulsory
-    from kvgym.traces.request_sources import request_trace
+    from kvgym.workloads.request_sources import request_trace
 
     cfg = ServingSweepConfig(scenarios=SCENARIOS, sources=(SOURCE,), policies=POLICIES, admissions=ADMISSIONS)
     records = [c.run_safe() for c in expand_serving(cfg)]

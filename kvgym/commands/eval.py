@@ -68,7 +68,7 @@ def _serving(args, grid: dict):
     from kvgym.bench.serving_scenarios import serving_scenario_names
     from kvgym.callspec import parse_call
     from kvgym.errors import ConfigError
-    from kvgym.traces.request_sources import is_request_file
+    from kvgym.workloads.request_sources import is_request_file
     from kvgym.workloads.serving import request_workload_names
 
     req_traces = [t for t in grid["traces"] or [] if is_request_file(t)]

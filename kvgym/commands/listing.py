@@ -55,14 +55,8 @@ def workloads() -> list[tuple[str, str]]:
     return [(n, get_workload(n).summary) for n in workload_names()]
 
 
-def scenario_line(row: dict) -> str:
-    """One line from :func:`kvgym.bench.scenarios.describe`'s fields."""
-    return (f"{row['group']}: {row['profile']} tiers {row['capacities']}, {row['cost']} costs, {row['quant']}, "
-            f"prefetch {row['prefetch']}")
-
-
 def scenarios() -> list[tuple[str, str]]:
-    from kvgym.bench.scenarios import describe, scenario_names
+    from kvgym.bench.scenarios import describe, scenario_line, scenario_names
     from kvgym.bench.scenarios import scenarios as table
 
     scen = table()

@@ -20,10 +20,10 @@ def load_trace(spec: str, seed: int):
 
 def serving_source(spec: str) -> bool:
     """Whether ``--trace`` names a request trace: a request-trace Parquet (by its schema), a request
-    workload or a dataset (:mod:`kvgym.traces.request_sources`), rather than a decode trace."""
+    workload or a dataset (:mod:`kvgym.workloads.request_sources`), rather than a decode trace."""
     from kvgym.errors import ConfigError
-    from kvgym.traces.request_sources import is_request_file, source_kind
     from kvgym.workloads import workload_names
+    from kvgym.workloads.request_sources import is_request_file, source_kind
 
     if spec.endswith(".parquet") or Path(spec).is_file():
         return is_request_file(spec)
@@ -53,7 +53,7 @@ def cmd_run_serving(args) -> int:
     from kvgym.errors import ConfigError
     from kvgym.sim.policy import make_admission, make_policy
     from kvgym.sim.serving.config import ServingConfig
-    from kvgym.traces.request_sources import request_trace
+    from kvgym.workloads.request_sources import request_trace
 
     if args.prefetcher is not None:
         raise ConfigError("--prefetcher applies to decode traces; serving mode has no prefetcher")
@@ -67,7 +67,7 @@ def cmd_run_serving(args) -> int:
     make_policy(lower[0], **lower[1])
     make_admission(adm[0], **adm[1])
     trace = request_trace(args.trace, args.seed)
-    d = simulate(trace, scen, policy, adm, lower).to_dict()
+    d = simulate(trace, scen, policy, adm, lower, engine=args.engine).to_dict()
     caps = "/".join("unbounded" if c is None else str(c) for c in (scen.capacities or (None,) * len(scen.tiers)))
     print_metrics(f"serving scenario {scen.name} ({scen.profile}, {'+'.join(scen.tiers)} {caps} blocks, "
                   f"{scen.write_policy}) | trace {args.trace} ({len(trace)} requests) | policy {fmt_call(*policy)} | "

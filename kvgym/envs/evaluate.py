@@ -90,7 +90,7 @@ def evaluate_prefix(agent, trace, *, env_id: str = "kvgym/PrefixCache-v0", k: in
     return the episode's :class:`~kvgym.sim.metrics.ServingMetrics`.
 
     Args:
-        trace: a RequestTrace or any request-trace spec (:mod:`kvgym.traces.request_sources`; a
+        trace: a RequestTrace or any request-trace spec (:mod:`kvgym.workloads.request_sources`; a
             workload name draws its seed from the env's split).
         k: candidate slots; ``"all"`` = the largest capacity, in blocks, of the tiers the agent
             decides (capped at 4096; the trace's blocks for an unbounded tier), so every valid
@@ -98,7 +98,7 @@ def evaluate_prefix(agent, trace, *, env_id: str = "kvgym/PrefixCache-v0", k: in
         config: further configuration keys (``serving``, ``policy``, ``evict_tiers``, ...).
     """
     if k == "all":
-        from kvgym.traces.request_sources import request_trace, source_kind
+        from kvgym.workloads.request_sources import request_trace, source_kind
 
         if source_kind(trace) == "workload":
             raise ConfigError("evaluate_prefix: k='all' needs a RequestTrace, a file or a dataset, not a workload name")

@@ -347,8 +347,8 @@ class PrefixCacheEnv(gym.Env):
         self._done = True
 
     def _draw(self, spec):
-        from kvgym.traces.request_sources import request_trace, source_kind
         from kvgym.traces.requests import RequestTrace
+        from kvgym.workloads.request_sources import request_trace, source_kind
 
         cfg = self.cfg
         if spec is None:

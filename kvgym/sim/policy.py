@@ -120,6 +120,12 @@ class Admission:
     def admit(self, blocks: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def compiled_args(self) -> tuple[int, int, int, int, int] | None:
+        """The compiled engine's parameters of this admission, once bound (class with ``compiled
+        = "always" | "threshold" | "sketch"`` in its own body), or None when its state must stay
+        in Python (it then runs through callbacks)."""
+        return None
+
     def params(self) -> dict:
         return dict(getattr(self, "_params", {}))
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvgym.baselines.admission import Always, PresenceLFU, StoreThreshold, TinyLFU
 from kvgym.errors import KvgymError, SimulationError
 from kvgym.sim import _engine
 from kvgym.sim.compiled import compiled_name
@@ -204,15 +203,13 @@ class CompiledServing:
                 request(p.on_request_offer), request(p.on_store_miss), None if fin is None else finished)
 
     def _admission(self, adm: Admission, ctx: ServingContext) -> tuple:
-        kind = type(adm)
-        if kind is Always:
-            return _ADM["always"], 0, 0, 0, 0, 0, None
-        if kind is StoreThreshold and not adm.counts:  # a fresh tracker (None: threshold < 2)
-            return _ADM["threshold"], adm.store_threshold, adm.max_tracker_size, 0, 0, 0, None
         adm.bind(ctx)
-        if kind in (TinyLFU, PresenceLFU):  # bind sized the sketch (the admission's own rule)
-            sk = adm.sketch
-            return _ADM["sketch"], adm.threshold, 0, len(sk.table), sk.sample_size, int(adm.strict), None
+        # Only a class that names its compiled form in its own body runs in C (a subclass may
+        # change any hook), and only while compiled_args says its state allows it.
+        name = type(adm).__dict__.get("compiled")
+        args = adm.compiled_args() if name is not None else None
+        if args is not None:
+            return (_ADM[name], *args, None)
         ab, ok = self._arr_b, self._adm_ok
 
         def admit(n: int) -> None:
