@@ -195,7 +195,7 @@ def test_the_default_sweep_has_a_serving_section():
     from kvgym.bench.demo import DEFAULT_SWEEP
 
     cells = expand_serving(ServingSweepConfig.from_dict(DEFAULT_SWEEP["serving"]))
-    assert len(cells) == 70 and {c.source.label for c in cells} == {"mooncake-synthetic(start=3793)", "rag(requests=100)"}
+    assert len(cells) == 70 and {c.source.label for c in cells} == {"mooncake-synthetic", "rag(requests=100)"}
     assert RequestSource.parse("mooncake-synthetic(start=3793)").digest  # the dataset's pinned sha256 is in the cell
 
 

@@ -15,11 +15,9 @@ Prefetch-on scenarios run every policy with the ``sequential`` prefetcher, excep
 
 The serving section (``runs/demo/serving/``, :mod:`kvgym.bench.serving`): three serving scenarios
 (HBM 5% over host RAM 25% written through, with the ``always``, ``threshold`` and ``tinylfu``
-admission policies; the same tiers written back; HBM 5% alone) x the last 200 requests of the
-Mooncake synthetic trace (``start=3793``: the trace's prefix reuse grows along it, and two thirds of
-these requests' prompt tokens could come from a cache) and a generated RAG workload x seven serving
-baselines. Its size is set by request counts so that the section takes well under a minute on two
-cores with the specification engine; a faster engine makes room for the whole trace.
+admission policies; the same tiers written back; HBM 5% alone) x the whole Mooncake synthetic trace
+(3,993 requests, real arrivals) and a generated RAG workload x seven serving baselines, on the
+compiled serving engine (a tenth of a second per cell).
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ DEFAULT_SWEEP = {
     "out": "runs/demo",
     "serving": {
         "scenarios": ["gpu5_host25_wt", "gpu5_host25_wb", "gpu5_only"],
-        "sources": ["mooncake-synthetic(start=3793)", "rag(requests=100)"],
+        "sources": ["mooncake-synthetic", "rag(requests=100)"],
         "policies": ["vllm_lru", "vllm_arc", "radix_lru", "lmcache_lru", "s3fifo", "hits_per_token",
                      "cost_aware_tiered"],
         "admissions": ["always", "threshold(store_threshold=2)", "tinylfu"],

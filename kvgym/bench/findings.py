@@ -441,7 +441,7 @@ def write_report(out: Path, parity_dir: Path | None = None, seeds=(0, 1), realis
 
         slines, result["serving"] = serving_section(result.get("realistic", {}).get("time_spread"), log)
         lines += slines
-    lines += [("Reproduce: `kvgym findings` (parts 1 and 2 take a few seconds on two cores; part 3, serving mode, "
-              "under 10 s on the specification engine).")]
+    lines += [("Reproduce: `kvgym findings` (all three parts take a few seconds on two cores, on the compiled "
+              "engines).")]
     path = write_text(Path(out) / "README.md", "\n".join(lines) + "\n")
     return path, result

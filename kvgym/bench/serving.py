@@ -50,7 +50,7 @@ class ServingSweepConfig:
     Attributes:
         scenarios: serving scenario names, patterns (``gpu5_*``), ``serving`` (all) or tables of
             :class:`~kvgym.sim.serving.config.ServingConfig` fields.
-        sources: request-trace specs: ``mooncake-synthetic(start=3793)`` (its last 200 requests),
+        sources: request-trace specs: ``mooncake-synthetic`` (or a window, ``mooncake-synthetic(start=3793)``),
             ``rag(requests=200)``, a request-trace Parquet or a Mooncake JSON Lines file.
         policies: policy specs run in every tier (``all`` = every serving policy).
         admissions: admission policy specs for write-through scenarios with a second tier.
@@ -59,7 +59,7 @@ class ServingSweepConfig:
     """
 
     scenarios: tuple = ("serving",)
-    sources: tuple = ("mooncake-synthetic(start=3793)",)
+    sources: tuple = ("mooncake-synthetic",)
     policies: tuple = ("vllm_lru", "vllm_arc", "radix_lru", "lmcache_lru", "lru", "s3fifo", "sieve", "hits_per_token",
                        "cost_aware_tiered", "session_aware")
     admissions: tuple = ("always", "threshold(store_threshold=2)", "tinylfu")

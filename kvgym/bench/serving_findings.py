@@ -3,8 +3,8 @@
 kv-hierarchy-lab's findings, and part 2's decode scenarios, compare policies on decode traces, where
 the policy moves total time by a few percent at most. Serving mode (:mod:`kvgym.sim.serving`) asks
 the question the issue behind it raised: when a block's loss means recomputing a long prompt, how
-far apart are the policies in time to first token? On the last 200 requests of the Mooncake
-synthetic trace (:data:`SOURCE`, real arrivals), under the serving scenarios ``gpu5_host25_wt`` (with the
+far apart are the policies in time to first token? On the whole Mooncake synthetic trace
+(:data:`SOURCE`, 3,993 requests, real arrivals), under the serving scenarios ``gpu5_host25_wt`` (with the
 ``always``, ``threshold`` and ``tinylfu`` admission policies) and ``gpu5_host25_wb``, with the
 serving baselines of :data:`POLICIES` in every tier, this part reports the spread between the best
 and the worst policy (mean and p90 TTFT), what admission and write-back change, and how much prefix
@@ -17,10 +17,8 @@ from __future__ import annotations
 from kvgym.bench.serving import ServingSweepConfig, expand_serving
 from kvgym.bench.serving_board import build
 
-#: The last 200 requests of the Mooncake synthetic trace: prefix reuse grows along the trace, and two
-#: thirds of these requests' prompt tokens are in blocks an earlier request of the slice computed.
-START = 3793
-SOURCE = f"mooncake-synthetic(start={START})"
+#: The whole Mooncake synthetic trace (the compiled engine replays it in a tenth of a second).
+SOURCE = "mooncake-synthetic"
 POLICIES = ("vllm_lru", "vllm_arc", "radix_lru", "s3fifo", "cost_aware_tiered")
 ADMISSIONS = ("always", "threshold(store_threshold=2)", "tinylfu")
 SCENARIOS = ("gpu5_host25_wt", "gpu5_host25_wb")
@@ -46,8 +44,8 @@ def serving_section(decode_spread: float | None = None, log=None) -> tuple[list[
     bound = compulsory(trace)
     wt, wb = (next(sc for sc in board["scenarios"] if sc["scenario"] == s) for s in SCENARIOS)
     lines = ["## Part 3: does the policy matter in serving mode?", "",
-             (f"Serving mode (request-level prefix caching, `docs/serving.md`): the last {len(trace)} requests of the "
-              f"Mooncake synthetic trace (from request {START}; {trace.n_blocks:,} distinct 512-token blocks of "
+             (f"Serving mode (request-level prefix caching, `docs/serving.md`): the {len(trace):,} requests of the "
+              f"Mooncake synthetic trace ({trace.n_blocks:,} distinct 512-token blocks of "
               "64 MiB for Llama-3.1-8B, arrivals as recorded), one H200 (continuous batching), HBM holding 5% of the "
               "blocks over host RAM holding 25%, a block found in no tier recomputed. Each policy runs in both tiers; "
               f"policies: {', '.join(f'`{p}`' for p in POLICIES)}. Time to first token (TTFT) includes queueing: the "
@@ -85,12 +83,12 @@ def serving_section(decode_spread: float | None = None, log=None) -> tuple[list[
     helps = [p for p, (t, f) in adm.items() if min(t, f) < 0]
     result["admission"] = adm
     if not helps:
-        verdict = (f"**Selective write-through helps none of the {len(adm)} policies** on this slice: storing only "
+        verdict = (f"**Selective write-through helps none of the {len(adm)} policies** on this trace: storing only "
                    "blocks offered twice (vLLM's `store_threshold`) or referenced twice in HBM (Dynamo's TinyLFU) "
                    "keeps one-off prompts out of host RAM, but it also refuses the first copy of every block whose "
                    "reuse is its second request, which that request then recomputes (fewer host-tier hits above).")
     else:
-        verdict = (f"**Selective write-through helps {len(helps)} of {len(adm)} policies** on this slice "
+        verdict = (f"**Selective write-through helps {len(helps)} of {len(adm)} policies** on this trace "
                    f"({', '.join(helps)}): keeping one-off prompts out of host RAM leaves room for blocks that are "
                    "reused, which outweighs refusing the first copy of blocks whose reuse is their second request.")
     lines += ["", verdict, ""]
@@ -100,7 +98,7 @@ def serving_section(decode_spread: float | None = None, log=None) -> tuple[list[
     hits_wt, hits_wb = sum(ref_wt["prefix_hits"]), sum(ref_wb["prefix_hits"])
     if abs(diff) < 1e-3:
         why = (f"the two rules keep the same reused blocks here ({hits_wb:,} prefix hits either way): the blocks this "
-               "slice reuses are still in HBM, or already in host RAM, when they are needed")
+               "trace reuses are still in HBM, or already in host RAM, when they are needed")
     elif diff < 0:
         why = (f"an exclusive host tier holds other blocks than HBM, so the two tiers hold more distinct blocks "
                f"({hits_wb:,} prefix hits against {hits_wt:,})")
@@ -113,8 +111,8 @@ def serving_section(decode_spread: float | None = None, log=None) -> tuple[list[
                f"`{best['gpu5_host25_wt']['policy']}` with write-through."), ""]
     hits = max(sum(r["prefix_hits"]) for r in by.values())
     result.update(write_back_vs_through=diff, compulsory_hits=bound.prefix_hits, best_hits=hits)
-    lines += [(f"**Headroom.** An unlimited cache would serve {bound.prefix_hits:,} of the slice's "
+    lines += [(f"**Headroom.** An unlimited cache would serve {bound.prefix_hits:,} of the trace's "
                f"{bound.prompt_blocks:,} prompt blocks from cached prefixes (`kvgym.oracle.prefix.compulsory`, "
                f"{bound.tokens_saved / (bound.tokens_saved + bound.tokens_computed):.0%} of the prompt tokens); the "
-               f"best run here serves {hits:,}, in HBM and host RAM that hold 30% of the slice's blocks."), ""]
+               f"best run here serves {hits:,}, in HBM and host RAM that hold 30% of the trace's blocks."), ""]
     return lines, result
