@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from itertools import pairwise
 
 from kvgym.errors import ConfigError
+from kvgym.params import need_bool, need_choice, need_int, need_num
 
 REWARDS = ("stall", "misses", "bytes")
 SPLIT_NAMES = ("train", "validation", "test")
@@ -67,24 +68,17 @@ class EnvConfig:
     history: int = 128
 
     def __post_init__(self) -> None:
-        def need(name: str, ok: bool, rule: str) -> None:
-            if not ok:
-                raise ConfigError(f"env config: {name}={getattr(self, name)!r} invalid: {rule}")
-
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        need("k", is_int(self.k) and 2 <= self.k <= 4096, "an int in [2, 4096]")
+        w = "env config"
+        need_int(w, "k", self.k, 2, 4096)
         if self.sample is None:
             object.__setattr__(self, "sample", self.k // 4)
-        need("sample", is_int(self.sample) and 0 <= self.sample < self.k, "an int with 0 <= sample < k")
-        need("reward", self.reward in REWARDS, f"one of {', '.join(REWARDS)}")
-        need("reward_scale", isinstance(self.reward_scale, (int, float)) and not isinstance(self.reward_scale, bool)
-             and self.reward_scale > 0, "a number > 0")
-        need("prefetch_decisions", isinstance(self.prefetch_decisions, bool), "true or false")
-        need("diagnostics", isinstance(self.diagnostics, bool), "true or false")
-        need("regret_horizon", is_int(self.regret_horizon) and self.regret_horizon >= 0, "an int >= 0")
-        need("history", is_int(self.history) and 1 <= self.history <= 100_000, "an int in [1, 100000]")
+        need_int(w, "sample", self.sample, 0, self.k - 1)
+        need_choice(w, "reward", self.reward, REWARDS)
+        need_num(w, "reward_scale", self.reward_scale, 0.0, lo_open=True)
+        need_bool(w, "prefetch_decisions", self.prefetch_decisions)
+        need_bool(w, "diagnostics", self.diagnostics)
+        need_int(w, "regret_horizon", self.regret_horizon, 0)
+        need_int(w, "history", self.history, 1, 100_000)
 
     def to_dict(self) -> dict:
         return asdict(self)
