@@ -36,6 +36,18 @@ def check_window(window, n: int, rows: str) -> tuple[int, int]:
     return int(window[0]), int(window[1])
 
 
+def check_slots_and_reward(owner: str, cfg, rewards) -> None:
+    """The fields every env config shares: ``k`` candidate slots in [2, 4096], ``sample`` of them
+    drawn at random (default ``k // 4``, set here on the frozen ``cfg``), ``reward`` one of
+    ``rewards``, ``reward_scale`` > 0."""
+    need_int(owner, "k", cfg.k, 2, 4096)
+    if cfg.sample is None:
+        object.__setattr__(cfg, "sample", cfg.k // 4)
+    need_int(owner, "sample", cfg.sample, 0, cfg.k - 1)
+    need_choice(owner, "reward", cfg.reward, rewards)
+    need_num(owner, "reward_scale", cfg.reward_scale, 0.0, lo_open=True)
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """How decisions are presented and scored.
@@ -69,12 +81,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         w = "env config"
-        need_int(w, "k", self.k, 2, 4096)
-        if self.sample is None:
-            object.__setattr__(self, "sample", self.k // 4)
-        need_int(w, "sample", self.sample, 0, self.k - 1)
-        need_choice(w, "reward", self.reward, REWARDS)
-        need_num(w, "reward_scale", self.reward_scale, 0.0, lo_open=True)
+        check_slots_and_reward(w, self, REWARDS)
         need_bool(w, "prefetch_decisions", self.prefetch_decisions)
         need_bool(w, "diagnostics", self.diagnostics)
         need_int(w, "regret_horizon", self.regret_horizon, 0)

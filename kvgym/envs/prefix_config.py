@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from kvgym.callspec import parse_call
+from kvgym.envs.config import check_slots_and_reward
 from kvgym.errors import ConfigError
-from kvgym.params import need_bool, need_choice, need_int, need_num
+from kvgym.params import need_bool, need_choice, need_int
 
 #: Rewards by name (see :mod:`kvgym.envs.prefix`): dense ones booked per request, terminal ones at
 #: the episode's last step.
@@ -129,12 +130,7 @@ class PrefixEnvConfig:
         if not self.evict_tiers and not self.admit:
             raise ConfigError(f"{w}: no decision left to the agent: give evict_tiers or admit=true")
         need_choice(w, "victims", self.victims, VICTIMS)
-        need_int(w, "k", self.k, 2, 4096)
-        if self.sample is None:
-            object.__setattr__(self, "sample", self.k // 4)
-        need_int(w, "sample", self.sample, 0, self.k - 1)
-        need_choice(w, "reward", self.reward, REWARDS)
-        need_num(w, "reward_scale", self.reward_scale, 0.0, lo_open=True)
+        check_slots_and_reward(w, self, REWARDS)
 
     def spec(self, key: str) -> tuple[str, dict]:
         """``(name, params)`` of the ``policy``, ``lower`` or ``admission`` spec."""
