@@ -22,31 +22,28 @@ import numpy as np
 import pytest
 
 from kvgym.bundled import mooncake_synthetic
-from kvgym.sim.serving import ServingConfig, simulate_serving
+from kvgym.integrations import vllm_peer as peer
 from kvgym.traces.requests import RequestTrace, requests_from_mooncake
 from kvgym.workloads.serving import make_requests
 
 SYNTH = mooncake_synthetic()
-POLICY = {"lru": "vllm_lru", "arc": "vllm_arc"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def kvgym_counts(trace: RequestTrace, cpu_blocks: int, cache_policy: str, store_threshold: int) -> tuple:
-    cfg = ServingConfig(tiers=("hbm", "host"), capacities=(None, cpu_blocks), gpu_prefix_cache=False,
-                        write_policy="write_through", timing=False, store_output_blocks=False)
-    m = simulate_serving(trace, cfg, "lru", lower=POLICY[cache_policy], admission="threshold",
-                         admission_params={"store_threshold": store_threshold})
-    return m.loads[1], m.stores[1], m.stores_skipped[1], m.stores_failed[1], m.evictions[1]
+    return tuple(peer.kvgym_counts(trace, cpu_blocks, cache_policy, store_threshold)[k] for k in peer.COMPARED)
 
 
 def vllm_counts(trace: RequestTrace, cpu_blocks: int, cache_policy: str, store_threshold: int) -> tuple:
+    from conftest import missing
+
     from kvgym.integrations.vllm_compat import VllmMissing, require_vllm
     from kvgym.integrations.vllm_replay import BlockRequests, replay_vllm
 
     try:
         require_vllm()
     except VllmMissing as e:
-        pytest.skip(str(e))
+        missing("vllm", str(e))
     B = trace.block_tokens
     full = [list(trace.chain(r)[: int(trace.prompt_tokens[r]) // B]) for r in range(len(trace))]
     req = BlockRequests.from_lists(full, block_tokens=B, prompt_tokens=trace.prompt_tokens,
@@ -81,3 +78,20 @@ def test_full_trace_matches_the_committed_vllm_counts():
         want = tuple(int(row[k]) for k in ("loads", "stores", "skipped_stores", "failed_stores", "evictions"))
         got = kvgym_counts(t, int(row["capacity_blocks"]), row["cache_policy"], int(row["store_threshold"]))
         assert got == want, row
+
+
+def test_replay_command_puts_kvgym_beside_vllm(tmp_path, capsys):
+    from conftest import needs_extra
+
+    from kvgym.cli import main
+
+    needs_extra("vllm", "vllm.v1.kv_offload.cpu.manager")
+    assert main(["vllm", "replay", "--limit", "300", "--capacities", "60,250", "--store-threshold", "1",
+                 "--store-threshold", "2", "-o", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "counts.csv").open()))
+    assert len(rows) == 8 and {r["kvgym"] for r in rows} == {"equal"}
+    assert "| equal |" in (tmp_path / "README.md").read_text()
+    # A row kvgym does not mirror (chunked prefill) says so instead of comparing.
+    assert main(["vllm", "replay", "--limit", "50", "--capacities", "20", "--policy", "lru", "--store-threshold", "1",
+                 "--prefill-tokens", "512"]) == 0
+    assert "| n/a |" in capsys.readouterr().out

@@ -15,11 +15,15 @@ def _replay(args) -> int:
     )
     from kvgym.integrations.vllm_replay import from_mooncake
     from kvgym.traces.datasets import fetch, sha256_file
+    from kvgym.traces.requests import requests_from_mooncake
 
     path = fetch(args.source) if args.source else synthetic_trace()
     req = from_mooncake(path, block_tokens=args.block_tokens, partial_block=args.partial_block, limit=args.limit)
+    # kvgym mirrors vLLM's own rules: whole prompts, partial blocks dropped, built-in policies.
+    mirrored = args.partial_block == "drop" and args.prefill_tokens is None and args.module_path is None
+    trace = requests_from_mooncake(path, block_tokens=args.block_tokens, limit=args.limit) if mirrored else None
     rows = peer_grid(req, csv_list(args.capacities or "1%,5%,10%"), csv_list(args.policies or "lru,arc"),
-                     int_list(args.store_thresholds or "1,2"),
+                     int_list(args.store_thresholds or "1,2"), trace=trace,
                      cache_policy_module_path=args.module_path, prefill_tokens=args.prefill_tokens)
     print(f"{path.name}: {len(req):,} requests, {len(req.blocks):,} full prompt blocks")
     print(table_markdown(rows))

@@ -1,6 +1,8 @@
-"""vLLM's own counts on a Mooncake trace: vLLM's side of the kvgym-vs-vLLM peer comparison.
+"""vLLM's own counts on a Mooncake trace beside kvgym's: the kvgym-vs-vLLM peer comparison.
 
-:func:`peer_counts` replays a Mooncake trace through vLLM's ``CPUOffloadingManager``
+:func:`kvgym_counts` is kvgym's serving engine set up as vLLM's CPU tier (the one definition of
+that setup: no GPU prefix cache, write-through, the ``threshold`` admission, ``vllm_lru`` or
+``vllm_arc`` in the CPU tier, prompt blocks only, no timing). :func:`peer_counts` replays a Mooncake trace through vLLM's ``CPUOffloadingManager``
 (:func:`~kvgym.integrations.vllm_replay.replay_vllm`) for one capacity (blocks), one
 ``cache_policy`` and one ``store_threshold``; :func:`peer_grid` runs a grid of them and
 :func:`write_peer_table` writes it as ``counts.csv`` and ``README.md`` (``kvgym vllm replay``).
@@ -61,19 +63,48 @@ def peer_counts(path, capacity_blocks: int, cache_policy: str = "lru", store_thr
 
 
 FIELDS = ("capacity", "capacity_blocks", "cache_policy", "store_threshold", "requests", "blocks", "hits",
-          "misses", "loads", "stores", "skipped_stores", "failed_stores", "evictions", "hit_rate")
+          "misses", "loads", "stores", "skipped_stores", "failed_stores", "evictions", "hit_rate", "kvgym")
+#: The counts compared, vLLM's names; kvgym's are ``ServingMetrics`` fields of tier 1.
+COMPARED = ("loads", "stores", "skipped_stores", "failed_stores", "evictions")
+#: kvgym's serving baseline that mirrors each of vLLM's built-in cache policies.
+KVGYM_POLICY = {"lru": "vllm_lru", "arc": "vllm_arc"}
 
 
-def peer_grid(req: BlockRequests, capacities, policies, thresholds, **replay_kw) -> list[dict]:
-    """One row per (capacity, policy, threshold), capacities outermost."""
+def kvgym_counts(trace, cpu_blocks: int, cache_policy: str, store_threshold: int) -> dict:
+    """kvgym's counts (:data:`COMPARED`) for ``trace`` (a :class:`~kvgym.traces.requests.RequestTrace`)
+    with its serving engine set up as vLLM's CPU tier of ``cpu_blocks`` blocks."""
+    from kvgym.sim.serving import ServingConfig, simulate_serving
+
+    cfg = ServingConfig(tiers=("hbm", "host"), capacities=(None, cpu_blocks), gpu_prefix_cache=False,
+                        write_policy="write_through", timing=False, store_output_blocks=False)
+    m = simulate_serving(trace, cfg, "lru", lower=KVGYM_POLICY[cache_policy], admission="threshold",
+                         admission_params={"store_threshold": store_threshold})
+    return {"loads": m.loads[1], "stores": m.stores[1], "skipped_stores": m.stores_skipped[1],
+            "failed_stores": m.stores_failed[1], "evictions": m.evictions[1]}
+
+
+def _compare(row: dict, trace) -> str:
+    """The ``kvgym`` column: ``equal``, the counts that differ, or ``n/a`` (no kvgym mirror)."""
+    if trace is None or row["cache_policy"] not in KVGYM_POLICY:
+        return "n/a"
+    k = kvgym_counts(trace, row["capacity_blocks"], row["cache_policy"], row["store_threshold"])
+    diff = [f"{c} {k[c]:,} vs {row[c]:,}" for c in COMPARED if k[c] != row[c]]
+    return "equal" if not diff else "differs: " + "; ".join(diff)
+
+
+def peer_grid(req: BlockRequests, capacities, policies, thresholds, *, trace=None, **replay_kw) -> list[dict]:
+    """One row per (capacity, policy, threshold), capacities outermost; with ``trace`` (the same
+    requests as a kvgym request trace), the ``kvgym`` column compares :func:`kvgym_counts`."""
     rows = []
     for spec in capacities:
         cap = resolve_capacity(spec, req)
         for pol in policies:
             for thr in thresholds:
                 c = replay_vllm(req, cap, pol, thr, **replay_kw).to_dict()
-                rows.append({"capacity": str(spec), "capacity_blocks": cap, "cache_policy": pol,
-                             "store_threshold": thr, **{k: c[k] for k in FIELDS if k in c}})
+                row = {"capacity": str(spec), "capacity_blocks": cap, "cache_policy": pol,
+                       "store_threshold": thr, **{k: c[k] for k in FIELDS if k in c}}
+                row["kvgym"] = _compare(row, trace)
+                rows.append(row)
     return rows
 
 
@@ -95,8 +126,11 @@ def write_peer_table(rows: list[dict], out_dir: str | Path, *, source: str, comm
     w.writerows(rows)
     write_text(out_dir / "counts.csv", buf.getvalue())
     r0 = rows[0]
-    text = (f"# vLLM's own CPU-tier counts\n\nMade by `{command}` (vLLM's `CPUOffloadingManager` driven as "
-            "its offloading connector drives it: `kvgym.integrations.vllm_replay`, docs/vllm.md).\n\n"
+    text = (f"# vLLM's own CPU-tier counts, and kvgym's\n\nMade by `{command}` (vLLM's `CPUOffloadingManager` "
+            "driven as its offloading connector drives it: `kvgym.integrations.vllm_replay`, docs/vllm.md). The "
+            "`kvgym` column compares kvgym's serving engine set up as vLLM's CPU tier "
+            "(`kvgym.integrations.vllm_peer.kvgym_counts`) on loads, stores, skipped and failed stores and "
+            "evictions.\n\n"
             f"Trace: {source}: {r0['requests']:,} requests, {r0['blocks']:,} full prompt blocks. Counts are blocks; "
             "capacities are shares of the trace's distinct full blocks.\n\n"
             f"{table_markdown(rows)}\n")
