@@ -50,6 +50,6 @@ def seed_everything(seed: int) -> None:
 def load_args(cls, path=None, sets=()):
     """Build args dataclass ``cls`` from a JSON/TOML file plus ``--set key=value`` overrides
     (the harness's config loader: unknown keys are errors listing the valid ones)."""
-    from kvgym.bench.config import load_config
+    from kvgym.configs import load_config
 
     return load_config(cls, path, sets)

@@ -7,10 +7,11 @@ import json
 import pytest
 
 from kvgym.bench.cells import expand
-from kvgym.bench.config import SweepConfig, load_config
+from kvgym.bench.config import SweepConfig
 from kvgym.bench.scenarios import resolve_scenarios, scenario_names
 from kvgym.bench.specs import PolicySpec, SourceSpec
 from kvgym.callspec import split_top
+from kvgym.configs import load_config
 from kvgym.errors import ConfigError
 
 

@@ -169,7 +169,8 @@ def test_batched_vector_env_rejects_invalid_actions():
 
 
 def test_batched_vector_env_through_sb3_adapter():
-    from kvgym.envs.vector import EvictVectorEnv, sb3_vec_env
+    from kvgym.agents.vec_env import sb3_vec_env
+    from kvgym.envs.vector import EvictVectorEnv
 
     venv = sb3_vec_env(EvictVectorEnv(2, trace=trace(0, n=200), scenario=SC, k=8))
     obs = venv.reset()
@@ -191,7 +192,8 @@ def test_batched_vector_env_through_sb3_adapter():
 @pytest.mark.slow
 def test_maskable_ppo_learns_on_the_batched_vector_env():
     _, sb3c = needs_extra("agents", "torch", "sb3_contrib")
-    from kvgym.envs.vector import EvictVectorEnv, sb3_vec_env
+    from kvgym.agents.vec_env import sb3_vec_env
+    from kvgym.envs.vector import EvictVectorEnv
 
     venv = sb3_vec_env(EvictVectorEnv(4, trace=trace(0, n=200), scenario=SC, k=8))
     model = sb3c.MaskablePPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, seed=0,

@@ -12,7 +12,7 @@ def _cmd(args) -> int:
     stop_on_sigterm()
     from kvgym.bench.ablation import AblateConfig, markdown, parse_grid, run_ablation  # noqa: F401
     from kvgym.bench.cli_common import csv_list, int_list, invocation
-    from kvgym.bench.config import load_config
+    from kvgym.configs import load_config
 
     grid = parse_grid(args.grid) if args.grid else None
     cfg = load_config(AblateConfig, args.config, args.sets, policy=args.policy, grid=grid,

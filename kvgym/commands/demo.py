@@ -11,9 +11,10 @@ def _cmd(args) -> int:
 
     stop_on_sigterm()
     from kvgym.bench import leaderboard
-    from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.bench.config import SweepConfig
     from kvgym.bench.demo import DEFAULT_SWEEP
     from kvgym.bench.sweep import run_sweep
+    from kvgym.configs import load_config
 
     cfg = load_config(SweepConfig, args.config, args.sets, base=DEFAULT_SWEEP, out=args.out, backend=args.backend,
                       workers=args.workers, progress=False if args.quiet else None)

@@ -12,7 +12,8 @@ import argparse
 def _cmd(args) -> int:
     from kvgym.bench.cells import expand, run_cell
     from kvgym.bench.cli_common import grid_overrides
-    from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.bench.config import SweepConfig
+    from kvgym.configs import load_config
     from kvgym.files import check_output, write_json
     from kvgym.sim.catalog import DEFAULT_NAME
 
@@ -89,7 +90,7 @@ def _serving(args, grid: dict):
 
 
 def _keys(args) -> set:
-    from kvgym.bench.config import read_config_file
+    from kvgym.configs import read_config_file
     keys = set(read_config_file(args.config)) if args.config else set()
     return keys | {s.split("=", 1)[0].split(".")[0] for s in args.sets}
 

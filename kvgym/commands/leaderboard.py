@@ -21,8 +21,8 @@ def _cmd(args) -> int:
     from pathlib import Path
 
     from kvgym.bench import leaderboard
-    from kvgym.bench.config import load_config
     from kvgym.bench.results import read_records
+    from kvgym.configs import load_config
 
     cfg = load_config(LeaderboardConfig, args.config, args.sets, results=args.results,
                       top=args.top, full=True if args.full else None)

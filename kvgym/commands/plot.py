@@ -18,8 +18,8 @@ def _cmd(args) -> int:
     from pathlib import Path
 
     from kvgym.bench import plots
-    from kvgym.bench.config import load_config
     from kvgym.bench.results import read_records
+    from kvgym.configs import load_config
 
     cfg = load_config(PlotConfig, args.config, args.sets, results=args.results, out=args.out)
     recs = read_records(Path(cfg.results))

@@ -12,8 +12,9 @@ def _cmd(args) -> int:
     stop_on_sigterm()
     from kvgym.bench import leaderboard
     from kvgym.bench.cli_common import grid_overrides
-    from kvgym.bench.config import SweepConfig, load_config
+    from kvgym.bench.config import SweepConfig
     from kvgym.bench.sweep import run_sweep
+    from kvgym.configs import load_config
 
     cfg = load_config(SweepConfig, args.config, args.sets, name=args.name, **grid_overrides(args),
                       backend=args.backend, workers=args.workers, out=args.out,
