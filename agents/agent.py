@@ -43,33 +43,41 @@ class _Base:
         self.manifest = manifest
         self.name = name
         self.env = None
-        self.history = None
-        if manifest.get("history_features"):
-            from kvgym.agents.features import HISTORY_FEATURES, HistoryTracker
+        self.tracker = None
+        feats = manifest.get("agent_features")
+        if feats:
+            from kvgym.agents.features import FEATURES, FeatureTracker
 
-            if list(manifest["history_features"]) != list(HISTORY_FEATURES):
-                raise ConfigError(f"agent {name!r}: history features {manifest['history_features']} differ from "
-                                  f"this version's {list(HISTORY_FEATURES)}")
-            self.history = HistoryTracker()
+            if list(feats) != list(FEATURES):
+                raise ConfigError(f"agent {name!r}: trained on features {feats}, this version computes "
+                                  f"{list(FEATURES)}; retrain it")
+            self.tracker = FeatureTracker()
 
     def attach(self, env) -> None:
-        """Check that the env presents the features this agent was trained on."""
+        """Check that the env presents the features this agent reads."""
         u = env.unwrapped
-        want = list(self.manifest.get("features", []))
-        have = list(getattr(u, "feature_names", want))
-        if want and have != want:
-            raise ConfigError(f"agent {self.name!r} was trained on features {want}, the env shows {have}")
+        have = list(getattr(u, "feature_names", []))
+        if self.tracker is not None:
+            from kvgym.agents.features import ENV_FEATURES
+
+            missing = [f for f in ENV_FEATURES if f not in have]
+            if missing:
+                raise ConfigError(f"agent {self.name!r} reads the env features {missing}, which the env lacks")
+        else:
+            want = list(self.manifest.get("features", []))
+            if want and have != want:
+                raise ConfigError(f"agent {self.name!r} was trained on features {want}, the env shows {have}")
         self.env = u
 
     def reset(self) -> None:
         pass
 
     def _obs(self, obs):
-        if self.history is None:
+        if self.tracker is None:
             return obs
         if self.env is None:
             raise ConfigError(f"agent {self.name!r} reads the episode's past accesses: call attach(env) first")
-        return self.history.augment(self.env, obs)
+        return self.tracker.observe(self.env, obs)
 
     def act(self, obs, info=None) -> int:
         mask = obs["action_mask"] if info is None or "action_mask" not in info else info["action_mask"]
@@ -82,7 +90,7 @@ class _Base:
 
 
 class ImitationAgent(_Base):
-    """The Belady-imitation scorer: evicts the valid candidate with the highest score."""
+    """A candidate scorer (imitation, or PPO's actor): evicts the valid candidate with the highest score."""
 
     kind = "imitation"
 
@@ -90,6 +98,7 @@ class ImitationAgent(_Base):
         from kvgym.agents.model import NumpyScorer
 
         super().__init__(manifest, name)
+        self.kind = manifest.get("kind", "imitation")
         self.model = model.eval()
         self.fast = NumpyScorer(self.model)  # acting runs the same forward in numpy (fast per call)
 
@@ -216,15 +225,28 @@ def _load_sb3_zip(model_path: Path, m: dict, trust_pickle: bool):
         raise ConfigError(f"{model_path}: cannot load the MaskablePPO model ({str(e).splitlines()[0][:160]})") from None
 
 
-def load_agent(path, trust_pickle: bool = False):
+def load_agent(path, trust_pickle: bool = False, gate: bool = True):
     """Load a saved agent (folder, ``agent.json``, model file or ``zoo:NAME``; local paths only).
 
     Models are tensors only, read with ``torch.load(..., weights_only=True)``: the imitation
     scorer's state dict, or the PPO policy's state dict, rebuilt from the ``policy`` entry of
     ``agent.json``. A legacy SB3 ``.zip`` (a pickle) is loaded only with ``trust_pickle=True`` and
-    its sha256 recorded in ``agent.json`` (checked first).
+    its sha256 recorded in ``agent.json`` (checked first). An agent whose manifest has a ``gate``
+    entry comes wrapped in its safety gate (:mod:`kvgym.agents.gate`) unless ``gate=False``.
     """
     folder, m = read_manifest(path)
+    agent = _load(folder, m, path, trust_pickle)
+    if gate and m.get("gate"):
+        from kvgym.agents.gate import GateArgs, GatedAgent
+
+        return GatedAgent(agent, GateArgs.from_dict(m["gate"], f"{folder / MANIFEST}: gate"), folder.name)
+    return agent
+
+
+def _load(folder: Path, m: dict, path, trust_pickle: bool):
+    if m.get("history_features"):  # before any model file is opened
+        raise ConfigError(f"agent {folder.name!r} was trained on the retired history features "
+                          f"{m['history_features']}; retrain it (kvgym train)")
     model_path = folder / m["model"]
     if not model_path.is_file():
         raise ConfigError(f"agent {str(path)!r}: model file {model_path} not found")
@@ -257,6 +279,8 @@ def load_agent(path, trust_pickle: bool = False):
     except RuntimeError as e:
         raise ConfigError(f"{model_path}: not a PPO policy state_dict matching {m.get('policy')} "
                           f"({str(e).splitlines()[0][:160]})") from None
+    if m.get("agent_features"):  # deterministic PPO = argmax of the actor's scores: act with the scorer alone
+        return ImitationAgent(policy.features_extractor.scorer, m, name)
     return PPOAgent(policy, m, name)
 
 

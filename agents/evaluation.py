@@ -1,33 +1,59 @@
-"""Scoring agents and baselines by the fraction of the LRU-to-Belady miss gap they close.
+"""Scoring agents, baselines and references on benchmark cases, per trace and per family.
 
-For a trace, ``gap closed = 100 * (misses_LRU - misses) / (misses_LRU - misses_Belady)``: LRU
-scores 0, Belady's MIN (the optimal offline policy for tier-0 misses with uniform page sizes)
-100; negative means worse than LRU. A trace on which LRU is already optimal has no gap (``None``,
-left out of averages and said so in the report).
+Per case: tier-0 misses, LRU's and Belady's misses, and the gap closed (the one definition,
+:mod:`kvgym.oracle.gap`). Agents run through :func:`kvgym.envs.evaluate.evaluate` (the harness's
+one path for agents) with their own ``k`` and ``sample``; registered policies through
+:func:`kvgym.sim.run` (the env gives identical metrics for a policy run as an agent).
 
-Agents run through :func:`kvgym.envs.evaluate.evaluate` (the harness's one path for agents),
-on ``kvgym/Evict-v0`` with the task's ``k`` and ``sample``; baselines through
-:func:`kvgym.sim.run` (the engine every harness sweep uses; the env gives identical metrics for
-a policy run as an agent, tested by the env's own suite).
+:func:`heldout` scores an agent on the **test** split of every family; it is the only reader of
+test cases and runs inside ``LEDGER.evaluation()``. Training and validation use
+:func:`score_cases` on validation cases, inside ``LEDGER.development()``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kvgym.agents.task import TaskArgs, gap_closed, policy_misses
+from kvgym.oracle.gap import gap_closed, mean_gap_closed, pooled_gap_closed
+
+
+def pct(x) -> str:
+    """A percentage for log lines ("-" for None)."""
+    return "-" if x is None else f"{x:.1f}%"
 
 
 def baseline_names() -> list[str]:
     """Every registered non-privileged eviction policy (the heuristics a learned agent must beat)."""
-    from kvgym.sim.policy import _POLICIES, policy_names
+    from kvgym.sim.policy import make_policy, policy_names
 
-    return [n for n in policy_names() if not getattr(_POLICIES[n], "privileged", False)]
+    return [n for n in policy_names() if not make_policy(n).privileged]
 
 
-def refs(task: TaskArgs, lt) -> tuple[int, int]:
-    """(LRU misses, Belady misses) on a labelled trace."""
-    return policy_misses(task.scenario, lt.trace, "lru"), policy_misses(task.scenario, lt.trace, "belady")
+_MISSES: dict[tuple, int] = {}
+
+
+def policy_misses(case, policy: str) -> int:
+    """Tier-0 misses of a registered policy (or ``"reference"``, the case's generator-aware
+    reference, :mod:`kvgym.agents.references`) on a case, cached by the case's trace and scenario."""
+    key = (case.label, case.digest, policy)
+    if key not in _MISSES:
+        from kvgym.sim import run
+
+        if policy == "reference":
+            from kvgym.agents.references import reference_policy
+
+            pol = reference_policy(case)
+            if pol is None:
+                raise ValueError(f"case {case.label} has no generator-aware reference")
+            _MISSES[key] = int(run(case.trace, case.scenario, pol).misses)
+        else:
+            _MISSES[key] = int(run(case.trace, case.scenario, policy).misses)
+    return _MISSES[key]
+
+
+def refs(case) -> tuple[int, int]:
+    """(LRU misses, Belady misses) of a case."""
+    return policy_misses(case, "lru"), policy_misses(case, "belady")
 
 
 class Audited:
@@ -62,48 +88,56 @@ class Audited:
         return a
 
 
-def score_agent(agent, task: TaskArgs, lt, seed: int = 0) -> dict:
-    """One agent on one labelled trace: misses, gap closed, and its good-decision ratio (the share
-    of its evictions whose victim has the farthest next use among the shown candidates, as in
-    :mod:`kvgym.oracle.regret`)."""
+def case_info(case) -> dict:
+    return {"case": case.label, "family": case.family, "variant": case.variant, "workload": case.workload,
+            "seed": case.seed, "capacity": case.capacity, "digest": case.digest}
+
+
+def score_agent(agent, case, env_kwargs: dict, seed: int = 0) -> dict:
+    """One agent on one case: misses, gap closed, and its good-decision ratio (the share of its
+    evictions whose victim has the farthest next use among the shown candidates)."""
     from kvgym.envs.evaluate import evaluate
 
-    audited = Audited(agent, lt.trace)
-    m = evaluate(audited, task.scenario, lt.trace, k=task.k, sample=task.sample, seed=seed)
-    lru, bel = refs(task, lt)
-    return {"trace": lt.label, "misses": int(m.misses), "lru": lru, "belady": bel,
+    audited = Audited(agent, case.trace)
+    m = evaluate(audited, case.scenario, case.trace, seed=seed, reward="misses", **env_kwargs)
+    lru, bel = refs(case)
+    return {**case_info(case), "misses": int(m.misses), "lru": lru, "belady": bel,
             "gap_closed": gap_closed(m.misses, lru, bel), "decisions": audited.decisions,
             "good_decision_ratio": audited.agree / audited.decisions if audited.decisions else None}
 
 
-def score_policy(name: str, task: TaskArgs, lt) -> dict:
-    m = policy_misses(task.scenario, lt.trace, name)
-    lru, bel = refs(task, lt)
-    return {"trace": lt.label, "misses": int(m), "lru": lru, "belady": bel, "gap_closed": gap_closed(m, lru, bel)}
+def score_policy(name: str, case) -> dict:
+    m = policy_misses(case, name)
+    lru, bel = refs(case)
+    return {**case_info(case), "misses": m, "lru": lru, "belady": bel, "gap_closed": gap_closed(m, lru, bel)}
 
 
-def heldout(agent, task: TaskArgs) -> dict:
-    """An agent on every test-split trace of ``task`` (called after training, never during)."""
-    rows = []
-    for lt in task.traces("test"):
-        r = score_agent(agent, task, lt)
-        r.update(workload=lt.workload, seed=lt.seed, unseen_workload=lt.holdout)
-        rows.append(r)
-    gaps = [r["gap_closed"] for r in rows if r["gap_closed"] is not None]
-    return {"task": task.task_dict(), "traces": rows,
-            "mean_gap_closed": float(np.mean(gaps)) if gaps else None,
-            "traces_without_gap": [r["trace"] for r in rows if r["gap_closed"] is None]}
+def score_cases(agent, cases, env_kwargs: dict) -> list[dict]:
+    return [score_agent(agent, c, env_kwargs) for c in cases]
 
 
-def baselines_heldout(task: TaskArgs, names: list[str] | None = None) -> dict:
-    """Every baseline (and Belady, LRU) on the test split: ``{policy: [row per trace]}``."""
-    names = baseline_names() if names is None else names
-    out: dict[str, list[dict]] = {}
-    traces = task.traces("test")
-    for n in [*names, "belady"]:
-        out[n] = []
-        for lt in traces:
-            r = score_policy(n, task, lt)
-            r.update(workload=lt.workload, seed=lt.seed, unseen_workload=lt.holdout)
-            out[n].append(r)
+def by_family(rows: list[dict]) -> dict[str, dict]:
+    """Per family: mean and pooled gap closed (:mod:`kvgym.oracle.gap`), traces, traces with a gap."""
+    out: dict[str, dict] = {}
+    for letter in dict.fromkeys(r["family"] for r in rows):
+        rs = [(r["misses"], r["lru"], r["belady"]) for r in rows if r["family"] == letter]
+        out[letter] = {"mean_gap_closed": mean_gap_closed(rs), "pooled_gap_closed": pooled_gap_closed(rs),
+                       "traces": len(rs), "with_gap": sum(lru > bel for _, lru, bel in rs)}
     return out
+
+
+def selection_score(rows: list[dict]) -> float | None:
+    """Model selection on validation: the mean over families of the pooled gap closed (each family
+    counts once, whatever its number of traces or misses)."""
+    vals = [f["pooled_gap_closed"] for f in by_family(rows).values() if f["pooled_gap_closed"] is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def heldout(agent, task, env_kwargs: dict) -> dict:
+    """An agent on the test split of every family of the benchmark (after training, never during)."""
+    from kvgym.agents.benchmark import LEDGER
+
+    bench = task.bench()
+    with LEDGER.evaluation():
+        rows = score_cases(agent, bench.cases("test"), env_kwargs)
+    return {"task": task.task_dict(), "env": dict(env_kwargs), "traces": rows, "families": by_family(rows)}

@@ -41,7 +41,7 @@ class FutureView:
 def decision_pos(env) -> int:
     """Episode position (trace row) of the access waiting for the pending eviction."""
     u = env.unwrapped
-    return int(u.window[0] + u._sim.pos)
+    return int(u.window[0] + u.position)
 
 
 def candidate_next_use(env, future: FutureView) -> tuple[np.ndarray, np.ndarray]:
@@ -83,3 +83,12 @@ class OracleAgent:
     def act(self, obs, info) -> int:
         nu, valid = candidate_next_use(self.env, self.future)
         return oracle_slot(nu, valid)
+
+
+def relaxed_boundary(victim_distances, quantile: float) -> float:
+    """The relaxed-Belady boundary (LRB, Song et al., NSDI 2020) of one trace: the ``quantile`` of the
+    next-use distances (accesses) of the candidates Belady's MIN would choose at its decisions. With a large cache many
+    candidates are reused only beyond it; MIN would evict any of them, so their order among
+    themselves is not learned (:func:`kvgym.agents.imitation.loss_fn`). ``inf`` without victims."""
+    d = np.asarray(victim_distances, np.float64)
+    return float(np.quantile(d, quantile)) if len(d) else float("inf")

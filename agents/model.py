@@ -92,8 +92,15 @@ class NumpyScorer:
 
     def __init__(self, model: CandidateScorer):
         sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-        self.w = [(sd[f"phi.{i}.weight"].T.copy(), sd[f"phi.{i}.bias"]) for i in (0, 2)]
-        self.v = [(sd[f"rho.{i}.weight"].T.copy(), sd[f"rho.{i}.bias"]) for i in (0, 2)]
+        f, h = model.cfg.n_features, model.cfg.hidden
+        w0 = sd["phi.0.weight"].T  # rows: [cand (f), cand - mean (f), rank (1), ctx (g)]
+        self.w0c, self.w0d, self.w0r, self.w0g = (w0[:f].copy(), w0[f:2 * f].copy(), w0[2 * f].copy(),
+                                                  w0[2 * f + 1:].copy())
+        self.b0 = sd["phi.0.bias"]
+        self.w1, self.b1 = sd["phi.2.weight"].T.copy(), sd["phi.2.bias"]
+        v0 = sd["rho.0.weight"].T  # rows: [h (H), pooled mean (H), pooled max (H)]
+        self.v0h, self.v0p, self.c0 = v0[:h].copy(), v0[h:].copy(), sd["rho.0.bias"]
+        self.v1, self.c1 = sd["rho.2.weight"][0].copy(), float(sd["rho.2.bias"][0])
 
     def __call__(self, cand: np.ndarray, ctx: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Scores ``[K]`` of one decision (masked slots = ``NEG``)."""
@@ -102,13 +109,14 @@ class NumpyScorer:
         n = max(int(mask.sum()), 1)
         m = mask[:, None].astype(np.float32)
         cand = np.asarray(cand, np.float32)
-        mean = (cand * m).sum(0, keepdims=True) / n
-        rank = (np.arange(k, dtype=np.float32) / max(n - 1.0, 1.0))[:, None]
-        x = np.concatenate([cand, (cand - mean) * m, rank * m, np.broadcast_to(ctx, (k, len(ctx)))], 1)
-        (w0, b0), (w1, b1) = self.w
-        h = np.maximum(np.maximum(x @ w0 + b0, 0.0) @ w1 + b1, 0.0) * m
+        mean = (cand * m).sum(0) / n
+        rank = np.arange(k, dtype=np.float32) / max(n - 1.0, 1.0)
+        # The first layer of [cand, cand - mean, rank, ctx] without building the concatenation.
+        x = cand @ (self.w0c + self.w0d) + (self.b0 + np.asarray(ctx, np.float32) @ self.w0g - mean @ self.w0d)
+        x = np.where(mask[:, None], x, cand @ self.w0c + self.b0 + np.asarray(ctx, np.float32) @ self.w0g)
+        x += (rank * mask)[:, None] * self.w0r
+        h = np.maximum(np.maximum(x, 0.0) @ self.w1 + self.b1, 0.0) * m
         pooled = np.concatenate([h.sum(0) / n, np.maximum((h + (m - 1.0) * 1e4).max(0), 0.0)])
-        (v0, c0), (v1, c1) = self.v
-        z = np.concatenate([h, np.broadcast_to(pooled, (k, len(pooled)))], 1)
-        s = (np.maximum(z @ v0 + c0, 0.0) @ v1 + c1)[:, 0]
+        z = np.maximum(h @ self.v0h + (pooled @ self.v0p + self.c0), 0.0)
+        s = z @ self.v1 + self.c1
         return np.where(mask, s, NEG).astype(np.float32)

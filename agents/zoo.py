@@ -1,15 +1,25 @@
-"""The model zoo's report: trained agents among the baselines and the oracle, per held-out trace.
+"""The model zoo's report: trained agents among the baselines, the references and Belady, per family.
 
 Reads every agent folder under the zoo (``agent.json``, ``metrics.json``, ``heldout.json``, as
 ``kvgym train`` writes them), groups folders that differ only by their ``-s<seed>`` suffix
-(training seeds of one recipe), scores every baseline and Belady on the same held-out traces, and
-writes ``leaderboard.md`` (for people) and ``leaderboard.json`` (the numbers).
+(training seeds of one recipe), scores every baseline, the generator-aware references and
+Belady on the same held-out (test) cases, and writes ``leaderboard.md`` (for people) and
+``leaderboard.json`` (the numbers).
 
-Per trace, an agent's entry is the mean ± std over its training seeds of the gap closed
-(``100 * (LRU - misses) / (LRU - Belady)``); its average is the mean over traces of that trace
-mean, with ± the std over seeds of each seed's own average. A trace where LRU already equals
-Belady has no gap: it is listed, not averaged. "Beats every baseline" on a trace means its seed
-mean is strictly above the best baseline's gap there.
+Per family (the benchmark's letters), for every policy and agent (an agent's misses on a trace
+are the mean over its training seeds; gated and ungated agents are separate rows):
+
+- **mean** and **pooled** gap closed (:mod:`kvgym.oracle.gap`; traces without a gap are listed,
+  not averaged), and the sample std (ddof = 1) of the per-trace gap closed; for agents also the
+  std over training seeds of each seed's pooled gap closed;
+- **share of the reference**: the pooled gap closed with the generator-aware reference
+  (:mod:`kvgym.agents.references`) in place of Belady, over the family's traces that have one;
+- **wins**: traces (with a gap) where it has fewer misses than every baseline; and per baseline,
+  how many traces it beats;
+- **worse than LRU**: traces where it misses more than LRU, and the largest excess in % of
+  LRU's misses.
+
+The targets of issue 15 are checked per family in their own table.
 """
 
 from __future__ import annotations
@@ -21,6 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from kvgym.errors import ConfigError
+from kvgym.oracle.gap import gap_closed, mean_gap_closed, pooled_gap_closed
+
+TARGETS = {"beats_every_heuristic_share": 75.0, "max_excess_over_lru_pct": 2.0, "pooled_gap_closed": 50.0,
+           "reference_share": 90.0, "train_time_s": 600.0}
+REAL, SYNTHETIC = ("a", "b"), ("d", "e")
 
 
 def _read(path: Path) -> dict:
@@ -42,173 +57,204 @@ def collect(zoo) -> list[dict]:
         if not (d / "heldout.json").is_file():
             raise ConfigError(f"{d}: no heldout.json (run 'kvgym train' without --no-test)")
         out.append({"name": d.name, "group": re.sub(r"-s\d+$", "", d.name), "manifest": _read(d / "agent.json"),
-                    "metrics": _read(d / "metrics.json"), "heldout": _read(d / "heldout.json"),
-                    "config": _read(d / "config.json")})
+                    "metrics": _read(d / "metrics.json"), "heldout": _read(d / "heldout.json")})
     if not out:
         raise ConfigError(f"zoo {str(zoo)!r}: no agent folders (each needs agent.json and heldout.json)")
-    tasks = {json.dumps(a["heldout"]["task"], sort_keys=True) for a in out}
-    if len(tasks) > 1:
-        raise ConfigError(f"zoo {str(zoo)!r}: agents were evaluated on different tasks; one report per task")
+    benches = {a["heldout"]["task"].get("benchmark", "") for a in out}
+    if len(benches) > 1:
+        raise ConfigError(f"zoo {str(zoo)!r}: agents were evaluated on different benchmarks; one report per benchmark")
     return out
 
 
-def _mean(xs):
+def _std(xs) -> float | None:
     xs = [x for x in xs if x is not None]
-    return float(np.mean(xs)) if xs else None
+    return float(np.std(xs, ddof=1)) if len(xs) > 1 else None
 
 
-def _std(xs):
-    xs = [x for x in xs if x is not None]
-    return float(np.std(xs)) if len(xs) > 1 else 0.0 if xs else None
+def _stats(misses: dict, cases: list[dict], baselines: list[str], base_misses: dict, ref: dict) -> dict:
+    """Per-family figures of one policy; ``misses[case]``, ``base_misses[policy][case]``, ``ref[case]``."""
+    rows = [(misses[c["case"]], c["lru"], c["belady"]) for c in cases]
+    gaps = [gap_closed(*r) for r in rows]
+    gapped = [c for c in cases if c["lru"] > c["belady"]]
+    wins = [c["case"] for c in gapped
+            if all(misses[c["case"]] < base_misses[b][c["case"]] for b in baselines if b in base_misses)]
+    per_base = {b: sum(misses[c["case"]] < base_misses[b][c["case"]] for c in gapped) for b in baselines}
+    worse = [c for c in cases if misses[c["case"]] > c["lru"]]
+    excess = max((100.0 * (misses[c["case"]] - c["lru"]) / max(c["lru"], 1) for c in cases), default=0.0)
+    with_ref = [c for c in cases if c["case"] in ref]
+    ref_rows = [(misses[c["case"]], c["lru"], ref[c["case"]]) for c in with_ref]
+    return {"mean_gap_closed": mean_gap_closed(rows), "pooled_gap_closed": pooled_gap_closed(rows),
+            "std_gap_closed": _std(gaps), "traces": len(cases), "with_gap": len(gapped), "wins": wins,
+            "wins_per_baseline": per_base, "worse_than_lru": [c["case"] for c in worse],
+            "max_excess_over_lru_pct": max(excess, 0.0) if worse else 0.0,
+            "reference_share": pooled_gap_closed(ref_rows) if ref_rows else None,
+            "per_trace": {c["case"]: {"misses": misses[c["case"]], "gap_closed": g} for c, g in zip(cases, gaps)}}
 
 
 def build(zoo) -> dict:
     """The report's numbers (what ``leaderboard.json`` holds)."""
-    from kvgym.agents.evaluation import baselines_heldout
-    from kvgym.agents.task import TaskArgs, trace_digest
+    from kvgym.agents.benchmark import LEDGER, load_benchmark
+    from kvgym.agents.evaluation import baseline_names, policy_misses
+    from kvgym.agents.references import has_reference
 
     agents = collect(zoo)
-    task = TaskArgs(**agents[0]["heldout"]["task"])
-    rows0 = agents[0]["heldout"]["traces"]
-    traces = [r["trace"] for r in rows0]
-    info = {r["trace"]: {"workload": r["workload"], "unseen_workload": r["unseen_workload"], "lru": r["lru"],
-                         "belady": r["belady"], "has_gap": r["gap_closed"] is not None or r["lru"] > r["belady"]}
-            for r in rows0}
+    bench = load_benchmark(agents[0]["heldout"]["task"].get("benchmark") or None)
+    with LEDGER.evaluation():
+        cases = bench.cases("test")
+        info = [{"case": c.label, "family": c.family, "variant": c.variant, "workload": c.workload, "seed": c.seed,
+                 "capacity": c.capacity, "digest": c.digest, "lru": policy_misses(c, "lru"),
+                 "belady": policy_misses(c, "belady")} for c in cases]
+        baselines = baseline_names()
+        base_misses = {b: {c.label: policy_misses(c, b) for c in cases} for b in baselines}
+        ref = {c.label: policy_misses(c, "reference") for c in cases if has_reference(c)}
+    labels = [c["case"] for c in info]
     for a in agents:
-        if [r["trace"] for r in a["heldout"]["traces"]] != traces:
-            raise ConfigError(f"{a['name']}: its held-out traces differ from {agents[0]['name']}'s")
-    # A workload that ignores its seed gives its test "seed" the very trace it trained on: say so.
-    train_digests = {trace_digest(lt.trace) for lt in task.traces("train")}
-    for lt in task.traces("test"):
-        if lt.label in info:
-            info[lt.label]["same_as_training"] = trace_digest(lt.trace) in train_digests
-    base = baselines_heldout(task)
-    gapped = [t for t in traces if info[t]["has_gap"]]
-    policies = {}
-    for name, rows in base.items():
-        g = {r["trace"]: r["gap_closed"] for r in rows}
-        policies[name] = {"kind": "oracle" if name == "belady" else "baseline", "per_trace": {
-            t: {"mean": g[t], "std": 0.0, "misses": next(r["misses"] for r in rows if r["trace"] == t)} for t in traces},
-            "mean": _mean(g[t] for t in gapped), "std": 0.0, "seeds": None}
+        got = [r["case"] for r in a["heldout"]["traces"]]
+        if got != labels:
+            raise ConfigError(f"{a['name']}: its held-out cases differ from the benchmark's test split "
+                              f"(re-run its evaluation: kvgym train report re-reads heldout.json)")
     groups: dict[str, list[dict]] = {}
     for a in agents:
         groups.setdefault(a["group"], []).append(a)
-    for gname, members in groups.items():
-        per = {}
-        for t in traces:
-            vals = [next(r for r in m["heldout"]["traces"] if r["trace"] == t) for m in members]
-            per[t] = {"mean": _mean(v["gap_closed"] for v in vals), "std": _std(v["gap_closed"] for v in vals),
-                      "misses": _mean(v["misses"] for v in vals),
-                      "good_decision_ratio": _mean(v.get("good_decision_ratio") for v in vals)}
-        seed_avgs = [_mean(next(r for r in m["heldout"]["traces"] if r["trace"] == t)["gap_closed"] for t in gapped)
-                     for m in members]
-        policies[gname] = {
-            "kind": "learned", "algo": members[0]["metrics"]["algo"], "per_trace": per,
-            "mean": _mean(per[t]["mean"] for t in gapped), "std": _std(seed_avgs),
-            "seeds": [m["metrics"]["seed"] for m in members], "seed_means": seed_avgs,
-            "train_time_s": [m["metrics"]["train_time_s"] for m in members],
-            "validation_gap_closed": [m["metrics"]["validation_gap_closed"] for m in members],
-            "folders": [m["name"] for m in members]}
-    baselines = [n for n, p in policies.items() if p["kind"] == "baseline"]
-    best_base = {}
-    for t in gapped:
-        vals = [(policies[b]["per_trace"][t]["mean"], b) for b in baselines]
-        best_base[t] = max(vals)
-    for n, p in policies.items():
-        if p["kind"] == "oracle":
+    learned = {}
+    for g, members in groups.items():
+        gated = bool(members[0]["manifest"].get("gate"))
+        views = [(f"{g}+gate", "traces", True), (g, "ungated", False)] if gated else [(g, "traces", False)]
+        for name, key, is_gated in views:
+            per_seed = [{r["case"]: r["misses"] for r in m["heldout"][key]} for m in members]
+            learned[name] = {"misses": {c: float(np.mean([s[c] for s in per_seed])) for c in labels},
+                             "per_seed": per_seed, "members": members, "gated": is_gated}
+    fams = {}
+    for letter in bench.letters():
+        fc = [c for c in info if c["family"] == letter]
+        if not fc:
             continue
-        wins = [t for t in gapped if p["per_trace"][t]["mean"] is not None and (
-            p["per_trace"][t]["mean"] > max(v for v, b in [(policies[b]["per_trace"][t]["mean"], b)
-                                                          for b in baselines if b != n]))]
-        p["beats_every_baseline"] = wins
-    return {"task": task.task_dict(), "traces": traces, "trace_info": info, "gapped_traces": gapped,
-            "best_baseline": {t: {"policy": b, "gap_closed": v} for t, (v, b) in best_base.items()},
-            "policies": policies}
+        fam_ref = {c["case"]: ref[c["case"]] for c in fc if c["case"] in ref}
+        entry = {"name": bench.families[letter].name, "kind": bench.families[letter].kind, "traces": len(fc),
+                 "with_gap": sum(c["lru"] > c["belady"] for c in fc), "policies": {}}
+        for b in baselines:
+            entry["policies"][b] = {"kind": "baseline", **_stats(base_misses[b], fc, [x for x in baselines if x != b],
+                                                                  base_misses, fam_ref)}
+        if fam_ref:
+            rm = {c["case"]: ref.get(c["case"], c["lru"]) for c in fc}
+            st = _stats(rm, [c for c in fc if c["case"] in ref], baselines, base_misses, fam_ref)
+            entry["policies"]["reference"] = {"kind": "reference", **st}
+        for name, L in learned.items():
+            st = _stats(L["misses"], fc, baselines, base_misses, fam_ref)
+            seed_pooled = [pooled_gap_closed([(s[c["case"]], c["lru"], c["belady"]) for c in fc]) for s in L["per_seed"]]
+            st["seed_pooled_gap_closed"] = seed_pooled
+            st["seed_std_pooled"] = _std(seed_pooled)
+            entry["policies"][name] = {"kind": "learned", **st}
+        fams[letter] = entry
+    agents_info = {name: {"gated": L["gated"], "folders": [m["name"] for m in L["members"]],
+                          "seeds": [m["metrics"]["seed"] for m in L["members"]],
+                          "algo": L["members"][0]["metrics"]["algo"],
+                          "train_time_s": [m["metrics"]["train_time_s"] for m in L["members"]],
+                          "validation_score": [m["metrics"].get("validation_score") for m in L["members"]],
+                          # PPO keeps its best weights, the warm start included: 0 = no update helped.
+                          "best_timesteps": [m["metrics"].get("best_timesteps") for m in L["members"]],
+                          "init_from": [m["metrics"].get("init_from") for m in L["members"]]}
+                   for name, L in learned.items()}
+    return {"benchmark": bench.source, "pending": bench.pending, "cases": info, "baselines": baselines,
+            "families": fams, "agents": agents_info, "targets": targets(fams, agents_info)}
+
+
+def targets(fams: dict, agents_info: dict) -> dict:
+    """Issue 15's targets for each learned agent: met or not, with the measured value."""
+    out = {}
+    for name, a in agents_info.items():
+        t = {"train_time_s": {"value": max(a["train_time_s"]), "target": TARGETS["train_time_s"],
+                              "met": max(a["train_time_s"]) <= TARGETS["train_time_s"]}}
+        for f in REAL:
+            if f not in fams:
+                continue
+            p = fams[f]["policies"][name]
+            share = 100.0 * len(p["wins"]) / max(1, p["with_gap"])
+            t[f"{f}: beats every heuristic (% of traces with a gap)"] = {
+                "value": share, "target": TARGETS["beats_every_heuristic_share"],
+                "met": share >= TARGETS["beats_every_heuristic_share"]}
+            t[f"{f}: worst excess over LRU (% of LRU misses)"] = {
+                "value": p["max_excess_over_lru_pct"], "target": TARGETS["max_excess_over_lru_pct"],
+                "met": p["max_excess_over_lru_pct"] <= TARGETS["max_excess_over_lru_pct"]}
+            g = p["pooled_gap_closed"]
+            t[f"{f}: pooled gap closed"] = {"value": g, "target": TARGETS["pooled_gap_closed"],
+                                            "met": g is not None and g >= TARGETS["pooled_gap_closed"]}
+        for f in SYNTHETIC:
+            if f not in fams or fams[f]["policies"][name]["reference_share"] is None:
+                continue
+            rs = fams[f]["policies"][name]["reference_share"]
+            t[f"{f}: share of the generator-aware reference"] = {"value": rs, "target": TARGETS["reference_share"],
+                                                                 "met": rs >= TARGETS["reference_share"]}
+        out[name] = t
+    return out
 
 
 def _f(x, fmt=".1f"):
     return "–" if x is None else format(x, fmt)
 
 
-def _pm(mean, std):
-    if mean is None:
-        return "–"
-    return f"{mean:.1f}" if not std else f"{mean:.1f} ± {std:.1f}"
-
-
 def render(rep: dict) -> str:
     """``leaderboard.md`` from :func:`build`'s numbers."""
-    task, pol, traces, info = rep["task"], rep["policies"], rep["traces"], rep["trace_info"]
-    gapped = rep["gapped_traces"]
-    learned = [n for n, p in pol.items() if p["kind"] == "learned"]
-    ranked = sorted(pol, key=lambda n: -1e18 if pol[n]["mean"] is None else -pol[n]["mean"])
-    trained = ", ".join(f"`{w}`" for w in task["train_workloads"])
-    unseen = ", ".join(f"`{w}`" for w in task["holdout_workloads"])
-    intro = ("Produced by `kvgym train zoo` (training, then `kvgym train report`); numbers in `leaderboard.json`. "
-             "Metric: **fraction of the LRU-to-Belady tier-0 miss gap closed** on each held-out trace, "
-             "`100 * (misses_LRU - misses) / (misses_LRU - misses_Belady)`: LRU = 0, Belady's MIN = 100, "
-             "below 0 = worse than LRU. Learned agents: mean ± std over their training seeds.")
-    about = (f"Task: scenario `{task['scenario']}`; trained on {trained} ({task['train_seeds']} train seeds each, "
-             f"validated on {task['validation_seeds']} validation seeds each); held out: {task['test_seeds']} test "
-             f"seeds of every training workload plus the never-seen workloads {unseen}; env `kvgym/Evict-v0`, "
-             f"k = {task['k']}, sample = {task['sample']}. Identical traces (workloads that ignore the seed) "
-             "appear once.")
-    summary = (f"Average over the {len(gapped)} held-out traces with a gap. *Wins*: traces where it closes more "
-               "of the gap than every (other) baseline.")
-    L = ["# Learned eviction agents: held-out leaderboard", "", intro, "", about, "", "## Summary", "", summary, "",
-         "| rank | policy | kind | gap closed (avg) | wins | train time (s) |", "|---|---|---|---|---|---|"]
-    for i, n in enumerate(ranked, 1):
-        p = pol[n]
-        wins = "–" if p["kind"] == "oracle" else f"{len(p['beats_every_baseline'])}/{len(gapped)}"
-        tt = ", ".join(f"{x:.0f}" for x in p["train_time_s"]) if p["kind"] == "learned" else ""
-        name = f"**{n}**" if p["kind"] == "learned" else n
-        L.append(f"| {i} | {name} | {p['kind']} | {_pm(p['mean'], p['std'])} | {wins} | {tt} |")
-    per_trace = ("Misses of LRU and Belady, the best baseline on that trace, and each learned agent (gap closed; "
-                 "good decisions: the share of its evictions whose victim has the farthest next use among the "
-                 "candidates, the good-decision ratio of `kvgym.oracle.regret`).")
-    L += ["", "## Per held-out trace", "", per_trace, ""]
-    head = "| trace | held out as | LRU misses | Belady misses | best baseline |" + "".join(
-        f" {n} | {n} good decisions |" for n in learned)
-    L += [head, "|" + "---|" * (5 + 2 * len(learned))]
-    for t in traces:
-        ti = info[t]
-        bb = rep["best_baseline"].get(t)
-        held = ("unseen workload" if ti["unseen_workload"] else
-                "= a training trace" if ti.get("same_as_training") else "test seed")
-        cells = [t, held, str(ti["lru"]), str(ti["belady"]),
-                 f"{bb['policy']} {_f(bb['gap_closed'])}" if bb else "no gap"]
-        for n in learned:
-            pt = pol[n]["per_trace"][t]
-            mark = " ✓" if t in pol[n]["beats_every_baseline"] else ""
-            cells += [_pm(pt["mean"], pt["std"]) + mark, _f(pt.get("good_decision_ratio"), ".2f")]
-        L.append("| " + " | ".join(cells) + " |")
-    legend = ("✓ = beats every baseline on that trace. *= a training trace*: the workload ignores its seed, so "
-              "its test trace is the one it was trained on.")
-    L += ["", legend, "", "## Every policy by workload", "",
-          "Mean gap closed over each workload's held-out traces (columns), in rank order.", ""]
-    wls = list(dict.fromkeys(info[t]["workload"] for t in gapped))
-    L += ["| policy | " + " | ".join(f"{w}{' *' if any(info[t]['unseen_workload'] for t in gapped if info[t]['workload'] == w) else ''}"
-                                      for w in wls) + " | avg |", "|---|" + "---|" * (len(wls) + 1)]
-    for n in ranked:
-        p = pol[n]
-        cells = [_f(_mean(p["per_trace"][t]["mean"] for t in gapped if info[t]["workload"] == w)) for w in wls]
-        L.append(f"| {n} | " + " | ".join(cells) + f" | {_f(p['mean'])} |")
-    L += ["", "\\* never seen in training.", "", "## Every policy on every held-out trace", "",
-          "Gap closed (%); learned agents: mean over training seeds.", ""]
-    L += ["| trace | " + " | ".join(ranked) + " |", "|---|" + "---|" * len(ranked)]
-    for t in traces:
-        L.append(f"| {t} | " + " | ".join(_f(pol[n]["per_trace"][t]["mean"]) for n in ranked) + " |")
+    fams, agents = rep["families"], rep["agents"]
+    L = ["# Learned eviction agents: held-out leaderboard, per benchmark family", "",
+         ("Produced by `kvgym train zoo` (training, held-out evaluation, then `kvgym train report`); every number "
+         "is in `leaderboard.json`. Benchmark: `agents/benchmark.json` (docs/agents.md, 'The benchmark'); every "
+         "trace below is from its **test** split, which no training or model selection read. Metric: the "
+         "**fraction of the LRU-to-Belady tier-0 miss gap closed** (`kvgym.oracle.gap`; LRU = 0, Belady = 100, "
+         "below 0 = worse than LRU), per trace (*mean*) and over all the family's misses (*pooled*). Learned "
+         "agents: misses averaged over their training seeds; *+gate* rows are the agents as shipped (with the "
+         "safety gate, `kvgym.agents.gate`), rows without it the bare model."), ""]
+    if rep["pending"]:
+        L += [f"Families not built yet: {', '.join(f'**{k}** ({v})' for k, v in rep['pending'].items())}", ""]
+    for name, a in agents.items():
+        if a["algo"] == "ppo" and all(a["init_from"]) and all(t == 0 for t in a["best_timesteps"]):
+            L += [(f"**{name}** kept its warm start in every seed: no PPO update raised the validation score "
+                   f"above the imitation agent it started from ({', '.join(map(str, a['init_from']))}), so its "
+                   "rows equal that agent's."), ""]
+    L += ["## Targets (issue 15)", "", "| agent | target | measured | target value | met |", "|---|---|---|---|---|"]
+    for name, t in rep["targets"].items():
+        for k, v in t.items():
+            L.append(f"| {name} | {k} | {_f(v['value'])} | {v['target']:g} | {'yes' if v['met'] else '**no**'} |")
     L.append("")
-    nogap = [t for t in traces if t not in gapped]
-    if nogap:
-        L += [f"Traces without a gap (LRU already optimal), not averaged: {', '.join(nogap)}.", ""]
+    for letter, F in fams.items():
+        pol = F["policies"]
+        # A policy with no pooled figure here (a reference defined only on traces with no gap) is listed last, unranked.
+        ranked = sorted(pol, key=lambda n: (pol[n]["pooled_gap_closed"] is None, -(pol[n]["pooled_gap_closed"] or 0.0)))
+        L += [f"## Family {letter}: {F['name']} ({F['traces']} test traces, {F['with_gap']} with a gap)", "",
+              ("| rank | policy | kind | pooled gap closed | mean gap closed | std (traces, ddof 1) | std (seeds) | "
+              "share of reference | wins vs every baseline | worse than LRU | worst excess over LRU |"),
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for i, n in enumerate(ranked, 1):
+            p = pol[n]
+            nm = f"**{n}**" if p["kind"] == "learned" else n
+            L.append(f"| {i if p['pooled_gap_closed'] is not None else '–'} | {nm} | {p['kind']} | {_f(p['pooled_gap_closed'])} | {_f(p['mean_gap_closed'])} | "
+                     f"{_f(p['std_gap_closed'])} | {_f(p.get('seed_std_pooled'))} | {_f(p['reference_share'])} | "
+                     f"{len(p['wins'])}/{F['with_gap']} | {len(p['worse_than_lru'])}/{F['traces']} | "
+                     f"{_f(p['max_excess_over_lru_pct'])}% |")
+        learned = [n for n in ranked if pol[n]["kind"] == "learned"]
+        if learned:
+            bl = [n for n in ranked if pol[n]["kind"] == "baseline"]
+            L += ["", "Traces (with a gap) where each learned agent has fewer misses than the baseline:", "",
+                  "| agent | " + " | ".join(bl) + " |", "|---|" + "---|" * len(bl)]
+            for n in learned:
+                L.append(f"| {n} | " + " | ".join(str(pol[n]["wins_per_baseline"][b]) for b in bl) + " |")
+        cases = [c for c in rep["cases"] if c["family"] == letter]
+        L += ["", "<details><summary>Per trace (gap closed, %)</summary>", "",
+              "| trace | LRU misses | Belady misses | best baseline | " + " | ".join(learned) + " |",
+              "|---|---|---|---|" + "---|" * len(learned)]
+        bl = [n for n in pol if pol[n]["kind"] == "baseline"]
+        for c in cases:
+            best = max(bl, key=lambda b: -pol[b]["per_trace"][c["case"]]["misses"])
+            bg = pol[best]["per_trace"][c["case"]]["gap_closed"]
+            L.append(f"| {c['case']} | {c['lru']} | {c['belady']} | {best} {_f(bg)} | "
+                     + " | ".join(_f(pol[n]["per_trace"][c["case"]]["gap_closed"]) for n in learned) + " |")
+        L += ["", "</details>", ""]
     L += ["## Learned agents", ""]
-    for n in learned:
-        p = pol[n]
-        L.append(f"- **{n}** ({p['algo']}): folders {', '.join(f'`{f}`' for f in p['folders'])}; seeds "
-                 f"{p['seeds']}; per-seed held-out averages {', '.join(_f(x) for x in p['seed_means'])}; "
-                 f"validation gap closed {', '.join(_f(x) for x in p['validation_gap_closed'])}; training time "
-                 f"{', '.join(f'{x:.0f} s' for x in p['train_time_s'])}.")
+    for n, a in agents.items():
+        L.append(f"- **{n}** ({a['algo']}{', with the safety gate' if a['gated'] else ''}): folders "
+                 f"{', '.join(f'`{f}`' for f in a['folders'])}; training time "
+                 f"{', '.join(f'{x:.0f} s' for x in a['train_time_s'])}; validation score "
+                 f"{', '.join(_f(x) for x in a['validation_score'])}.")
     L.append("")
     return "\n".join(L)
 

@@ -130,7 +130,7 @@ def test_committed_zoo_holds_no_pickle_and_loads_without_trust():
     assert ppo and not list(ZOO_DIR.rglob("*.zip"))
     for folder in ppo:
         agent = load_agent(f"zoo:{folder.name}")
-        assert agent.kind == "ppo" and agent.k == 32
+        assert agent.kind == "ppo" and agent.manifest["env"]["k"] == 32
 
 
 def test_agent_fingerprint_follows_the_loader(tmp_path, monkeypatch):

@@ -16,10 +16,11 @@ Built from the result records (one per cell = scenario x source x seed). Per sce
   ``2=`` marks a shared rank, and the table lists it in order of mean time.
 - misses and bytes vs LRU: ratios of the totals over the common cells; tier-0 hit rate and stall
   (ms): means over cells; prefetch usefulness: mean over cells with prefetches.
-- **gap closed**: ``100 * sum(misses_lru - misses) / sum(misses_lru - misses_oracle)`` over the cells
-  where LRU misses more than the oracle (LRU = 0, the oracle = 100; negative = more misses than
-  LRU). It is marked ``≈`` when the policy's misses do not differ from LRU's by a real difference
-  (paired as above): the sign of a tie means nothing. A policy ranked above LRU while it really
+- **gap closed**, pooled (:func:`kvgym.oracle.gap.pooled_gap_closed`): ``100 * sum(misses_lru -
+  misses) / sum(misses_lru - misses_oracle)`` over the cells where LRU misses more than the oracle
+  (LRU = 0, the oracle = 100; negative = more misses than LRU). It is marked ``≈`` when the
+  policy's misses do not differ from LRU's by a real difference (paired as above): the sign of a
+  tie means nothing. A policy ranked above LRU while it really
   misses more (it is faster because it moves fewer bytes or stalls less, e.g. ``predictive`` with
   its own ``markov`` prefetcher) is marked ``†``: time ranks, and the trade is shown, not hidden.
 
@@ -44,6 +45,7 @@ from kvgym.bench.stats import (
     time_interval,
 )
 from kvgym.files import write_text
+from kvgym.oracle.gap import pooled_gap_closed
 
 
 def _fmt(v, spec=".3f", suffix=""):
@@ -95,8 +97,6 @@ def _row(cells: dict, ref: dict, orc: dict, best: dict) -> dict:
     common = [c for c in cells if c in ref]
     miss, miss_ref = sum(cells[c]["misses"] for c in common), sum(ref[c]["misses"] for c in common)
     byt, byt_ref = sum(cells[c]["bytes_moved"] for c in common), sum(ref[c]["bytes_moved"] for c in common)
-    gap_cells = [c for c in common if c in orc and ref[c]["misses"] > orc[c]["misses"]]
-    gap_den = sum(ref[c]["misses"] - orc[c]["misses"] for c in gap_cells)
     useful = [r["prefetch_usefulness"] for r in cells.values() if r.get("prefetch_issued", 0) > 0]
     return {
         "time_vs_ref": None if time is None else math.exp(time.mean),
@@ -107,8 +107,8 @@ def _row(cells: dict, ref: dict, orc: dict, best: dict) -> dict:
         "misses_differ": misses_differ(miss_interval(cells, ref)),
         "stall_ms": _mean(r["stall_us"] / 1e3 for r in cells.values()),
         "prefetch_usefulness": _mean(useful),
-        "gap_closed": 100.0 * sum(ref[c]["misses"] - cells[c]["misses"] for c in gap_cells) / gap_den
-        if gap_den > 0 else None,
+        "gap_closed": pooled_gap_closed((cells[c]["misses"], ref[c]["misses"], orc[c]["misses"])
+                                        for c in common if c in orc),
         "cells": len(cells),
     }
 

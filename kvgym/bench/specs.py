@@ -85,9 +85,9 @@ class PolicySpec:
     def resolve(self, default_prefetcher: str) -> PolicySpec:
         """Fill in the prefetcher (pairing, else the sweep default) and check names and params."""
         from kvgym.sim.policy import (
-            _POLICIES,
             make_policy,
             make_prefetcher,
+            policy_class,
             policy_names,
             prefetcher_names,
         )
@@ -97,7 +97,7 @@ class PolicySpec:
         make_policy(self.name, **self.params)  # raises ConfigError on bad parameters
         pf = self.prefetcher
         if pf is None:
-            pf = getattr(_POLICIES[self.name], "default_prefetcher", None) or PAIRED_PREFETCHER.get(self.name) or default_prefetcher
+            pf = getattr(policy_class(self.name), "default_prefetcher", None) or PAIRED_PREFETCHER.get(self.name) or default_prefetcher
         if pf != "none":
             if pf not in prefetcher_names():
                 raise ConfigError(f"unknown prefetcher {pf!r}; valid: none, {', '.join(prefetcher_names())}")

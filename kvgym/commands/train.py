@@ -5,6 +5,8 @@
   training metrics), then score it on the task's held-out test split (``heldout.json``).
 - ``kvgym train report [--zoo DIR]``: the leaderboard of every agent folder under the zoo among
   the baselines and the oracle, per held-out trace (``leaderboard.md`` and ``.json``).
+- ``kvgym train benchmark --out DIR [--splits ...]``: write the benchmark's traces (deterministic;
+  ``agents/benchmark.json``) as Parquet with their digests.
 - ``kvgym train convert DIR --trust-pickle [--sha256 HEX]``: turn a legacy PPO folder (SB3
   zip, a pickle) into ``policy.pt`` tensors plus the network's shape in ``agent.json``.
 - ``kvgym train zoo [--seeds 0,1,2]``: train imitation and PPO for each seed into the zoo, then
@@ -38,26 +40,37 @@ def _train_module(algo: str):
 def train_one(algo: str, config=None, sets=(), out=None, test: bool = True, log=print) -> Path:
     """Train one agent into ``out`` (default ``artifacts/agents/<algo>-s<seed>``); returns the folder."""
     from kvgym.agents.common import load_args
-    from kvgym.agents.evaluation import heldout
-    from kvgym.files import write_json
+    from kvgym.agents.evaluation import pct
 
     args = load_args(_args_class(algo), config, sets)
     folder = Path(out) if out else Path(DEFAULT_ZOO) / f"{algo}-s{args.seed}"
-    log(f"training {algo} (seed {args.seed}) on {', '.join(args.train_workloads)} under {args.scenario} "
+    log(f"training {algo} (seed {args.seed}) on the train split of families {', '.join(args.families)} "
         f"-> {folder}")
     m = _train_module(algo).train(args, folder, log=log)
-    vg = m["validation_gap_closed"]
-    log(f"trained in {m['train_time_s']:.1f} s; validation gap closed {'-' if vg is None else f'{vg:.1f}%'}")
+    log(f"trained in {m['train_time_s']:.1f} s; validation score {pct(m['validation_score'])}")
     if test:
-        from kvgym.agents.agent import load_agent
-
-        h = heldout(load_agent(folder), args)
-        h.update(agent=folder.name, algo=algo, seed=args.seed, train_time_s=m["train_time_s"])
-        write_json(folder / "heldout.json", h)
-        mg = h["mean_gap_closed"]
-        log(f"held-out test split: mean gap closed {'-' if mg is None else f'{mg:.1f}%'} over "
-            f"{len(h['traces']) - len(h['traces_without_gap'])} traces -> {folder / 'heldout.json'}")
+        evaluate_heldout(folder, args, log)
     return folder
+
+
+def evaluate_heldout(folder: Path, args, log=print) -> Path:
+    """Score a trained agent (as shipped, and without its gate when it has one) on the test split of every
+    family; write ``heldout.json``."""
+    from kvgym.agents.agent import load_agent
+    from kvgym.agents.evaluation import heldout, pct
+    from kvgym.files import read_json, write_json
+
+    manifest = read_json(folder / "agent.json", "agent manifest")
+    env = manifest.get("env", args.env_kwargs())
+    h = heldout(load_agent(folder), args, env)
+    if manifest.get("gate"):
+        h["ungated"] = heldout(load_agent(folder, gate=False), args, env)["traces"]
+    m = read_json(folder / "metrics.json", "agent metrics")
+    h.update(agent=folder.name, algo=m["algo"], seed=m["seed"], train_time_s=m["train_time_s"])
+    out = write_json(folder / "heldout.json", h)
+    fams = ", ".join(f"{f} {pct(d['pooled_gap_closed'])}" for f, d in h["families"].items())
+    log(f"held-out test split, pooled gap closed by family: {fams} -> {out}")
+    return out
 
 
 def _cmd_train(args) -> int:
@@ -71,6 +84,20 @@ def _cmd_report(args) -> int:
 
     md, js = write_report(args.zoo, args.out)
     print(f"wrote {md} and {js}")
+    return 0
+
+
+def _cmd_benchmark(args) -> int:
+    from kvgym.agents.benchmark import SPLITS, load_benchmark, write_cases
+    from kvgym.bench.cli_common import csv_list
+    from kvgym.errors import ConfigError
+
+    splits = csv_list(args.splits) or ["train", "validation"]
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ConfigError(f"--splits: unknown {bad}; valid: {', '.join(SPLITS)}")
+    bench = load_benchmark(args.benchmark)
+    print(f"wrote {write_cases(bench, splits, args.out, csv_list(args.families))}")
     return 0
 
 
@@ -95,7 +122,10 @@ def _cmd_zoo(args) -> int:
     configs = {"imitation": args.imitation_config, "ppo": args.ppo_config}
     for algo in algos:
         for s in seeds:
-            train_one(algo, configs[algo], [*args.sets, f"seed={s}"], Path(args.zoo) / f"{algo}-s{s}",
+            sets = [*args.sets, f"seed={s}"]
+            if algo == "ppo" and "imitation" in algos:  # PPO starts from the imitation agent of its seed
+                sets.append(f"init_from={Path(args.zoo) / f'imitation-s{s}'}")
+            train_one(algo, configs[algo], sets, Path(args.zoo) / f"{algo}-s{s}",
                       log=(lambda *_: None) if args.quiet else print)
     md, js = write_report(args.zoo, None)
     print(f"wrote {md} and {js}")
@@ -132,6 +162,16 @@ def register(subparsers) -> None:
     r.add_argument("--zoo", default=DEFAULT_ZOO, help=f"folder of agent folders (default {DEFAULT_ZOO})")
     r.add_argument("--out", metavar="FILE", help="markdown output (default ZOO/leaderboard.md)")
     r.set_defaults(func=_cmd_report)
+    b = sub.add_parser("benchmark", help="write the benchmark's traces (Parquet) and their digests",
+                       description="Build every case of the benchmark's splits (agents/benchmark.json: real attention "
+                                   "captures, Mooncake block windows, synthetic workloads; deterministic) and write "
+                                   "the traces under --out/<split>/ with cases.json (label, capacity, digest). The "
+                                   "test split only when named in --splits.")
+    b.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_list_arg(b, "splits", "splits (default train,validation)")
+    add_list_arg(b, "families", "family letters (default all)")
+    b.add_argument("--benchmark", help="splits file (default the shipped agents/benchmark.json)")
+    b.set_defaults(func=_cmd_benchmark)
     c = sub.add_parser("convert", help="turn a legacy PPO agent (SB3 .zip, a pickle) into tensors plus JSON",
                        description="Load each folder's SB3 model.zip (a pickle: only with --trust-pickle, and only if "
                                    "its sha256 matches agent.json's or --sha256), write policy.pt (the policy's tensors, "
@@ -144,7 +184,8 @@ def register(subparsers) -> None:
     c.set_defaults(func=_cmd_convert)
     z = sub.add_parser("zoo", help="train every algorithm for several seeds, then write the report",
                        description="Train imitation and PPO agents for each seed into --zoo (folders "
-                                   "<algo>-s<seed>), each scored on the held-out split, then write the leaderboard.")
+                                   "<algo>-s<seed>; PPO starts from the imitation agent of its seed), each scored on "
+                                   "the held-out split, then write the leaderboard.")
     z.add_argument("--zoo", default=DEFAULT_ZOO, help=f"output folder (default {DEFAULT_ZOO})")
     add_list_arg(z, "seeds", "training seeds (default 0,1,2)")
     add_list_arg(z, "algos", "algorithms (default imitation,ppo)")

@@ -20,7 +20,7 @@ from kvgym.errors import ConfigError, KvgymError
 from kvgym.sim.catalog import default_scenario, resolve_scenario
 from kvgym.sim.metrics import Metrics
 from kvgym.sim.scenario import Scenario
-from kvgym.traces.format import Trace
+from kvgym.traces.format import PageTable, Trace
 
 DEFAULT_WORKLOAD = "topk_drift"
 #: kvgym's one default scenario (:mod:`kvgym.sim.catalog`).
@@ -340,6 +340,17 @@ class EvictEnv(gym.Env):
         step, page = sim.step_arr.view(), sim.page_arr.view()
         step.flags.writeable = page.flags.writeable = False
         return step, page
+
+    def episode_context(self) -> tuple[np.ndarray | None, PageTable]:
+        """``(weight, pages)``: the attention weight of each access of the current episode (its window;
+        read-only; ``None`` when the trace has none) and the episode's page table."""
+        if self._sim is None:
+            raise ResetNeeded("kvgym env: call reset() first")
+        w = self._sim.weight
+        if w is not None:
+            w = w.view()
+            w.flags.writeable = False
+        return w, self._sim.setup.pages
 
     @property
     def position(self) -> int:

@@ -3,9 +3,9 @@
 Figures, all on **tier-0 misses** (first touches included, as ``Metrics.misses``):
 
 - **gap closed** (Parrot's normalised hit rate): ``100 * (misses_lru - misses) / (misses_lru -
-  misses_oracle)``: LRU = 0, oracle = 100 (negative: worse than LRU; ``None`` when LRU already
-  matches the oracle). The oracle is Belady's MIN under pinned steps
-  (:func:`kvgym.oracle.belady.belady`), exact for uniform page sizes and no prefetch; with
+  misses_oracle)``: LRU = 0, oracle = 100 (negative: worse than LRU; ``None`` when LRU does not
+  miss more than the oracle); defined once, in :func:`kvgym.oracle.gap.gap_closed`. The oracle
+  is Belady's MIN under pinned steps (:func:`kvgym.oracle.belady.belady`), exact for uniform page sizes and no prefetch; with
   variable sizes it is the achievable ``belady_size`` heuristic run through the engine (so the
   gap can exceed 100); with a prefetcher the policy may beat MIN's demand misses (also > 100).
 - **good-decision ratio**: of the tier-0 evictions, the share whose victim's next use is no
@@ -34,17 +34,12 @@ import pandas as pd
 
 from kvgym.errors import ConfigError
 from kvgym.oracle.belady import belady
+from kvgym.oracle.gap import gap_closed
 from kvgym.oracle.nextuse import future as make_future
 from kvgym.oracle.observe import Decider, Observed, observe
 from kvgym.sim.policy import Policy, Prefetcher, make_policy, make_prefetcher
 from kvgym.sim.scenario import Scenario, Setup
 from kvgym.traces.format import Trace
-
-
-def gap_closed(misses: int, misses_lru: int, misses_oracle: int) -> float | None:
-    """``100 * (lru - policy) / (lru - oracle)``; ``None`` when LRU equals the oracle."""
-    den = misses_lru - misses_oracle
-    return None if den == 0 else 100.0 * (misses_lru - misses) / den
 
 
 @dataclass(eq=False)
