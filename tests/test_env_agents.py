@@ -1,4 +1,4 @@
-"""One harness for every agent: baselines through the env equal the engine's fast path."""
+"""One harness for every agent: baselines through the env equal whole-trace runs of the engine."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def test_refused_policies_get_one_line(name):
 
 
 def test_every_other_baseline_ports():
-    assert PORTABLE == ["arc", "clock", "cost_aware", "fifo", "heavy_hitter", "lfu", "lru", "predictive",
+    assert PORTABLE == ["arc", "clock", "cost_aware", "fifo", "heavy_hitter", "lfu", "lru", "mru", "predictive",
                         "regret_aware", "s3fifo", "sieve", "windowed_recency"]
     for name in PORTABLE:
         check_portable(name)

@@ -6,9 +6,8 @@ whose sha256 is part of the config, and the simulation is deterministic. The cel
 of the cell's canonical JSON, so a rerun recognises finished cells (resume), and a changed
 scenario, parameter or file makes a new cell.
 
-:func:`run_cell` is the one place where the harness calls the simulator (``kvgym.sim.run``,
-the dispatcher that takes the compiled fast path when a run qualifies, falling back to the
-reference engine's ``simulate``), and the one place where agents are evaluated
+:func:`run_cell` is the one place where the harness calls the simulator (``kvgym.sim.run``
+on the compiled engine), and the one place where agents are evaluated
 (``kvgym.envs.evaluate.evaluate``).
 
 A cell whose trace does not fit its scenario (a page bigger than a tier, or one step's pinned

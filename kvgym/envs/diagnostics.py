@@ -7,7 +7,7 @@ given ``k`` (and ``diagnostics=True``) and reports, per policy:
   *all* eligible pages) was not among the ``k`` shown (it then took its best shown candidate);
 - ``belady_shown_rate``: share of decisions where a page with the farthest next use (Belady's
   victim, which reads the future) was among the shown candidates;
-- ``hit_rate`` through the env and ``hit_rate_full`` on the engine's fast path (all candidates),
+- ``hit_rate`` through the env and ``hit_rate_full`` from a whole-trace run of the policy (all candidates),
   so the cost of restricting the choice to ``k`` slots is visible.
 """
 

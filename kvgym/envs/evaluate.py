@@ -3,7 +3,7 @@
 A heuristic (:class:`kvgym.envs.agents.PolicyAgent`), a learned model (SB3 / sb3-contrib, with
 action masks when it takes them), a random agent or any callable is run the same way: make the
 env on ``scenario`` and ``trace``, reset once (seeded), act until the episode ends, and return
-the episode's :class:`~kvgym.sim.metrics.Metrics` (the same object the engine's fast path
+the episode's :class:`~kvgym.sim.metrics.Metrics` (the same object a whole-trace ``kvgym.sim.run``
 returns, so results compare directly). A trace that never needs a tier-0 eviction still gets
 its metrics (no decision was made).
 """

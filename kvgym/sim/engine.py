@@ -31,7 +31,7 @@ demanded, *wasted* when evicted from tier 0 first or still pending at the end.
 
 The engine is written as generators: when tier-0 victims are chosen externally (the Gym env),
 ``simulate`` yields a :class:`Decision` and expects the chosen page id to be sent back. For
-speed on whole traces, :mod:`kvgym.sim.fast` runs the same semantics compiled.
+speed, :mod:`kvgym.sim.compiled` runs the same rules in C (held equal by the property tests).
 """
 
 from __future__ import annotations

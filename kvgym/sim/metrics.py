@@ -1,4 +1,4 @@
-"""The one metrics object used by the engine, the fast path, the env and the harness.
+"""The one metrics object used by both engines, the env and the harness.
 
 Counts are ints; times are µs; bytes are bytes. Per-tier lists are indexed by tier (0 =
 fastest). Per-link lists are indexed by the tier that owns the link (see ``kvgym.sim.tiers``:

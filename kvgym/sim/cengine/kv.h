@@ -102,7 +102,7 @@ typedef struct {
  * ------------------------------------------------------------------------------------------- */
 enum {
     P_NONE = 0, P_PY, P_LRU, P_FIFO, P_LFU, P_CLOCK, P_SIEVE, P_ARC, P_S3FIFO, P_HEAVY, P_PREDICTIVE,
-    P_WINDOWED, P_COSTAWARE, P_REGRET, P_GDSF, P_H2O, P_STREAMING, P_BELADY, P_BELADY_SIZE,
+    P_WINDOWED, P_COSTAWARE, P_REGRET, P_GDSF, P_H2O, P_STREAMING, P_BELADY, P_BELADY_SIZE, P_MRU,
     /* serving-only policies (policy_serving.c; request hooks come from serving.c) */
     P_VLLM_LRU, P_VLLM_ARC, P_RADIX_LRU, P_LMCACHE_LRU, P_HITS_PER_TOKEN, P_SESSION, P_COUNT
 };

@@ -113,7 +113,7 @@ static int policy_init(Engine *e, Policy *P, int policy_id, const double *pfpar,
     case P_NONE: break;
     case P_LRU: own0 = K_OWN; lower = K_POLICY; break;
     case P_FIFO: case P_CLOCK: case P_SIEVE: case P_ARC: case P_S3FIFO: own0 = K_OWN; lower = K_LAST; break;
-    case P_LFU: own0 = K_POLICY; lower = K_LAST; break;
+    case P_LFU: case P_MRU: own0 = K_POLICY; lower = K_LAST; break;
     case P_HEAVY: case P_PREDICTIVE: case P_WINDOWED: case P_BELADY: case P_GDSF: own0 = K_POLICY; lower = K_POLICY; break;
     case P_COSTAWARE: case P_REGRET: case P_BELADY_SIZE: case P_H2O: case P_STREAMING: case P_PY: own0 = K_OWN; lower = K_OWN; break;
     /* serving-only policies (policy_serving.c): they never run in a decode engine's lower tiers */
@@ -783,23 +783,23 @@ PyMODINIT_FUNC PyInit__engine(void) {
     Py_INCREF(&ServingType);
     if (PyModule_AddObject(m, "Serving", (PyObject *)&ServingType) < 0) { Py_DECREF(&ServingType); Py_DECREF(m); return NULL; }
     /* policies a serving tier runs compiled: the decode ones (but the oracles) and the serving-only ones */
-    PyObject *spol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisisisisi}",
+    PyObject *spol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisisisisisi}",
         "none", P_NONE, "lru", P_LRU, "fifo", P_FIFO, "lfu", P_LFU, "clock", P_CLOCK, "sieve", P_SIEVE, "arc", P_ARC,
         "s3fifo", P_S3FIFO, "heavy_hitter", P_HEAVY, "predictive", P_PREDICTIVE, "windowed_recency", P_WINDOWED,
         "cost_aware", P_COSTAWARE, "regret_aware", P_REGRET, "cost_aware_tiered", P_GDSF, "h2o", P_H2O,
         "streaming_llm", P_STREAMING, "vllm_lru", P_VLLM_LRU, "vllm_arc", P_VLLM_ARC, "radix_lru", P_RADIX_LRU,
-        "lmcache_lru", P_LMCACHE_LRU, "hits_per_token", P_HITS_PER_TOKEN, "session_aware", P_SESSION);
+        "lmcache_lru", P_LMCACHE_LRU, "hits_per_token", P_HITS_PER_TOKEN, "session_aware", P_SESSION, "mru", P_MRU);
     PyObject *sadm = Py_BuildValue("{sisisisi}", "always", AD_ALWAYS, "threshold", AD_THRESHOLD, "sketch", AD_SKETCH,
                                    "python", AD_PY);
     if (!spol || !sadm || PyModule_AddObject(m, "SERVING_POLICIES", spol) < 0 || PyModule_AddObject(m, "SERVING_ADMISSIONS", sadm) < 0) {
         Py_XDECREF(spol); Py_XDECREF(sadm); Py_DECREF(m); return NULL;
     }
-    PyObject *pol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisi}",
+    PyObject *pol = Py_BuildValue("{sisisisisisisisisisisisisisisisisisisisi}",
         "none", P_NONE, "python", P_PY, "lru", P_LRU, "fifo", P_FIFO, "lfu", P_LFU, "clock", P_CLOCK,
         "sieve", P_SIEVE, "arc", P_ARC, "s3fifo", P_S3FIFO, "heavy_hitter", P_HEAVY, "predictive", P_PREDICTIVE,
         "windowed_recency", P_WINDOWED, "cost_aware", P_COSTAWARE, "regret_aware", P_REGRET,
         "cost_aware_tiered", P_GDSF, "h2o", P_H2O, "streaming_llm", P_STREAMING, "belady", P_BELADY,
-        "belady_size", P_BELADY_SIZE);
+        "belady_size", P_BELADY_SIZE, "mru", P_MRU);
     PyObject *pre = Py_BuildValue("{sisisisisi}", "none", F_NONE, "python", F_PY, "sequential", F_SEQUENTIAL,
         "markov", F_MARKOV, "oracle_lookahead", F_LOOKAHEAD);
     if (!pol || !pre || PyModule_AddObject(m, "POLICIES", pol) < 0 || PyModule_AddObject(m, "PREFETCHERS", pre) < 0) {

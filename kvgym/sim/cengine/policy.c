@@ -824,6 +824,7 @@ static uint64_t pol_key(Engine *e, int32_t p, int t, int64_t *b) {
     (void)t;
     switch (P->id) {
     case P_LRU: return key_i64(e->pg[p].used);
+    case P_MRU: return key_i64(-e->pg[p].used);  /* the most recent use is the smallest key */
     case P_LFU: *b = P->aux[p]; return key_i64(P->cnt[p]);
     case P_HEAVY: return key_i64(e->pg[p].freq * 10000 + e->pg[p].last_access);
     case P_PREDICTIVE: return key_i64(e->pg[p].freq * 100 + e->pg[p].last_access);
