@@ -106,12 +106,6 @@ def score_agent(agent, case, env_kwargs: dict, seed: int = 0) -> dict:
             "good_decision_ratio": audited.agree / audited.decisions if audited.decisions else None}
 
 
-def score_policy(name: str, case) -> dict:
-    m = policy_misses(case, name)
-    lru, bel = refs(case)
-    return {**case_info(case), "misses": m, "lru": lru, "belady": bel, "gap_closed": gap_closed(m, lru, bel)}
-
-
 def score_cases(agent, cases, env_kwargs: dict) -> list[dict]:
     return [score_agent(agent, c, env_kwargs) for c in cases]
 

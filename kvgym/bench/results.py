@@ -187,7 +187,3 @@ def read_records(out: Path) -> list[dict]:
             rec[key] = [None if v is pd.NA else int(v) for v in vals] if rec.get("status") == "ok" else None
         recs.append(rec)
     return recs
-
-
-def load_json(path: Path):
-    return json.loads(Path(path).read_text())

@@ -245,10 +245,6 @@ def read_pages(path: str | Path) -> PageTable:
     return _pages_table(path, header)
 
 
-def read_meta(path: str | Path) -> dict:
-    return _open(path)[2].get("meta", {})
-
-
 def iter_chunks(path: str | Path, rows: int = ROW_GROUP) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Yield checked ``(step, page, weight)`` chunks of at most ``rows`` accesses."""
     path, pf, header = _open(path)
