@@ -36,10 +36,11 @@ def register(subparsers) -> None:
     from kvgym.bench.config import SweepConfig
 
     p = subparsers.add_parser(
-        "demo", help="run the default sweep (realistic scenarios x decode workloads x every baseline)",
+        "demo", help="run the default sweep (realistic scenarios x decode workloads x every baseline, and serving)",
         description="Run the default sweep: every realistic H200 scenario x the synthetic decode workloads x every "
-                    "registered baseline policy x seeds 0,1; write runs/demo/ (an untracked folder) and print the "
-                    "leaderboard. Resumable: a rerun reuses finished cells. Config keys as for `kvgym sweep`.",
+                    "registered baseline policy x seeds 0,1, plus a serving section (serving baselines and admission "
+                    "policies on the Mooncake synthetic trace, ranked by time to first token); write runs/demo/ (an "
+                    "untracked folder) and print the leaderboards. Resumable: a rerun reuses finished cells. Config keys as for `kvgym sweep`.",
         epilog=keys_epilog(SweepConfig), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--out", help="output directory (default runs/demo)")
