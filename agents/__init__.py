@@ -8,6 +8,8 @@
 - :mod:`kvgym.agents.gate`: the safety gate (agent, LRU or a fallback, by tracked regret).
 - :mod:`kvgym.agents.references`: generator-aware references of the synthetic families.
 - :mod:`kvgym.agents.zoo`: the per-family report.
+- :mod:`kvgym.agents.serving`: family c, serving mode: imitation of a prefix-aware Belady in
+  ``kvgym/PrefixCache-v0``, and its report.
 - :func:`load_agent`: a saved agent (folder, ``agent.json``, model file or ``zoo:NAME``; local
   paths only; tensors only, a legacy SB3 pickle only with ``trust_pickle`` and a recorded sha256) as an
   object that :func:`kvgym.envs.evaluate.evaluate` runs like any agent.

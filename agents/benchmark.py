@@ -4,9 +4,9 @@
 the families. A family has a letter (``a``, ``b``, ...), a *kind* that says how its traces are
 made (:mod:`kvgym.agents.families`), variants (parameters plus the tier-0 capacities each trace
 is run at) and, per split, the seeds (half-open ranges) or time windows its traces come from. A
-*case* is one trace under one scenario: the base scenario with tier 0 set to one capacity. A
-family not built yet is listed under ``pending`` with a note (serving-mode traces, ``c``); adding
-it later is one more entry and one more kind.
+*case* is one trace under one scenario: the base scenario with tier 0 set to one capacity. The
+serving-mode family (``c``) has its own key, ``serving``: its traces are request windows played in
+``kvgym/PrefixCache-v0`` (:mod:`kvgym.agents.serving`).
 
 **The ledger** (:data:`LEDGER`) records every case a split hands out and enforces the rule
 *development never reads the test split*: a test case is handed out only inside
@@ -168,7 +168,6 @@ class Benchmark:
         if not isinstance(spec, dict) or spec.get("format") != FORMAT:
             raise ConfigError(f"{source}: expected format {FORMAT!r}")
         self.scenario = _need(spec, "scenario", str, source)
-        self.pending = dict(spec.get("pending", {}))
         self.families: dict[str, Family] = {}
         for i, f in enumerate(_need(spec, "families", list, source)):
             where = f"{source}: families[{i}]"
@@ -176,7 +175,7 @@ class Benchmark:
             kind = _need(f, "kind", str, where)
             if kind not in KINDS:
                 raise ConfigError(f"{where}: kind {kind!r}; valid: {', '.join(KINDS)}")
-            if letter in self.families or letter in self.pending:
+            if letter in self.families:
                 raise ConfigError(f"{where}: family letter {letter!r} declared twice")
             seeds = {}
             for s in SPLITS:
@@ -202,6 +201,14 @@ class Benchmark:
                          dict(f.get("options", {})))
             KINDS[kind].check(fam, where)
             self.families[letter] = fam
+        #: The serving-mode family (:mod:`kvgym.agents.serving`): its own env, agent and report.
+        self.serving = None
+        if "serving" in spec:
+            from kvgym.agents.serving import ServingFamily
+
+            self.serving = ServingFamily.from_dict(spec["serving"], f"{source}: serving")
+            if self.serving.letter in self.families:
+                raise ConfigError(f"{source}: serving: family letter {self.serving.letter!r} declared twice")
 
     def letters(self) -> list[str]:
         return list(self.families)
@@ -222,8 +229,7 @@ class Benchmark:
         for letter in letters:
             if letter not in self.families:
                 known = ", ".join(self.letters())
-                raise ConfigError(f"{self.source}: no family {letter!r}; valid: {known}"
-                                  + (f" (pending: {', '.join(self.pending)})" if self.pending else ""))
+                raise ConfigError(f"{self.source}: no family {letter!r}; valid: {known}")
             fam = self.families[letter]
             for v in fam.variants:
                 if split not in v.splits:

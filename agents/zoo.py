@@ -155,7 +155,7 @@ def build(zoo) -> dict:
                           "best_timesteps": [m["metrics"].get("best_timesteps") for m in L["members"]],
                           "init_from": [m["metrics"].get("init_from") for m in L["members"]]}
                    for name, L in learned.items()}
-    return {"benchmark": bench.source, "pending": bench.pending, "cases": info, "baselines": baselines,
+    return {"benchmark": bench.source, "cases": info, "baselines": baselines,
             "families": fams, "agents": agents_info, "targets": targets(fams, agents_info)}
 
 
@@ -204,8 +204,8 @@ def render(rep: dict) -> str:
          "below 0 = worse than LRU), per trace (*mean*) and over all the family's misses (*pooled*). Learned "
          "agents: misses averaged over their training seeds; *+gate* rows are the agents as shipped (with the "
          "safety gate, `kvgym.agents.gate`), rows without it the bare model."), ""]
-    if rep["pending"]:
-        L += [f"Families not built yet: {', '.join(f'**{k}** ({v})' for k, v in rep['pending'].items())}", ""]
+    L += [("Family **c** (serving mode, `kvgym/PrefixCache-v0`) has its own agents and leaderboard: "
+          "[serving/leaderboard.md](serving/leaderboard.md) (`kvgym train serving`)."), ""]
     for name, a in agents.items():
         if a["algo"] == "ppo" and all(a["init_from"]) and all(t == 0 for t in a["best_timesteps"]):
             L += [(f"**{name}** kept its warm start in every seed: no PPO update raised the validation score "

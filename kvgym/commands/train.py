@@ -10,7 +10,10 @@
 - ``kvgym train convert DIR --trust-pickle [--sha256 HEX]``: turn a legacy PPO folder (SB3
   zip, a pickle) into ``policy.pt`` tensors plus the network's shape in ``agent.json``.
 - ``kvgym train zoo [--seeds 0,1,2]``: train imitation and PPO for each seed into the zoo, then
-  write the report (the command that produces ``artifacts/agents/``).
+  write the report (the command that produces ``artifacts/agents/``, families a, b, d, e).
+- ``kvgym train serving [--seeds 0,1,2]``: family c, serving mode (:mod:`kvgym.agents.serving`):
+  train an imitation agent per seed into ``artifacts/agents/serving/serving-s<seed>``, then score
+  them with the serving baselines on the test windows (``leaderboard.md`` and ``.json`` there).
 
 Torch and SB3 are imported inside the handlers, so ``kvgym --help`` stays fast.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 
 ALGOS = ("imitation", "ppo")
 DEFAULT_ZOO = "artifacts/agents"
+DEFAULT_SERVING_ZOO = "artifacts/agents/serving"
 
 
 def _args_class(algo: str):
@@ -132,6 +136,26 @@ def _cmd_zoo(args) -> int:
     return 0
 
 
+def _cmd_serving(args) -> int:
+    from kvgym.agents.common import load_args
+    from kvgym.agents.evaluation import pct
+    from kvgym.agents.serving import ServingArgs, train, write_report
+    from kvgym.bench.cli_common import int_list
+
+    log = (lambda *_: None) if args.quiet else print
+    if not args.report_only:
+        for s in int_list(args.seeds) or [0, 1, 2]:
+            a = load_args(ServingArgs, args.config, [*args.sets, f"seed={s}"])
+            folder = Path(args.zoo) / f"serving-s{s}"
+            log(f"training the serving-mode imitation agent (seed {s}) -> {folder}")
+            m = train(a, folder, log=log)
+            log(f"trained in {m['train_time_s']:.1f} s; validation pooled gap closed {pct(m['validation_score'])} "
+                f"(round {m['best_round']})")
+    md, js = write_report(args.zoo, log=log)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
 def register(subparsers) -> None:
     from kvgym.bench.cli_common import add_config_args, add_list_arg
 
@@ -140,7 +164,8 @@ def register(subparsers) -> None:
         description="kvgym train imitation|ppo: train one agent into an agent folder (model, config, metrics) and "
                     "score it on the held-out test split; kvgym train report: the leaderboard of a zoo of agent "
                     "folders among the baselines and the oracle; kvgym train zoo: train both algorithms for "
-                    "several seeds, then the report. See docs/agents.md.")
+                    "several seeds, then the report; kvgym train serving: the serving-mode family (c). See "
+                    "docs/agents.md.")
     sub = p.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda a: (p.print_help(), 1)[1])
     for algo, what in (("imitation", "Belady imitation with DAgger (a small torch scorer)"),
@@ -195,6 +220,19 @@ def register(subparsers) -> None:
                    help="override an argument of every run (repeatable)")
     z.add_argument("--quiet", action="store_true")
     z.set_defaults(func=_cmd_zoo)
+    s = sub.add_parser("serving", help="family c: train serving-mode agents (PrefixCache-v0), then their report",
+                       description="Train an imitation agent of prefix-aware Belady in kvgym/PrefixCache-v0 for each "
+                                   "seed on the train windows of the benchmark's serving family (agents/benchmark.json, "
+                                   "key serving) into --zoo/serving-s<seed>, then score them with the serving baselines "
+                                   "and prefix_belady on the test windows: leaderboard.md and leaderboard.json in --zoo. "
+                                   "Config keys: the fields of kvgym.agents.serving.ServingArgs (docs/agents.md).")
+    add_config_args(s)
+    s.add_argument("--zoo", default=DEFAULT_SERVING_ZOO, help=f"output folder (default {DEFAULT_SERVING_ZOO})")
+    add_list_arg(s, "seeds", "training seeds (default 0,1,2)")
+    s.add_argument("--report-only", action="store_true", dest="report_only",
+                   help="only rebuild the report from the agent folders already in --zoo")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_serving)
 
 
 def _cls_name(algo: str) -> str:

@@ -331,6 +331,15 @@ class PrefixCacheEnv(gym.Env):
         """The tier the pending decision is about (-1 when none is pending)."""
         return -1 if self._ep is None or self._done else self._ep.tier
 
+    @property
+    def request(self) -> int:
+        """Index, in the episode's trace, of the request whose placement needed the room the pending
+        decision makes (its admission, its decode growth or its store: ``ServingContext.req``); -1
+        when no decision is pending."""
+        if self._ep is None or self._done:
+            return -1
+        return int(self._ep.views[self._ep.tier].ctx.req)
+
     def candidate_pages(self) -> np.ndarray:
         """The block behind each action slot (-1: empty slot; admission: the offered block in slot 0)."""
         out = np.full(self.cfg.k, -1, np.int64)
