@@ -23,7 +23,8 @@ It reads the future (``privileged``). It is Belady's rule under prefix semantics
 batching and pinning decide the rest, so a policy may beat it on a window.
 
 **The agent**: :class:`~kvgym.agents.model.CandidateScorer` over the env's 10 block features and
-its context. DAgger: the first round of rollouts follows slot 0 (the least recently used leaf,
+its context, shipped inside :class:`ServingGate` (the decode agents' safety gate, against
+``radix_lru``). DAgger: the first round of rollouts follows slot 0 (the least recently used leaf,
 ``radix_lru``'s order); later rounds follow the model trained so far; every pending decision is
 labelled with *every* shown slot whose next reference is the farthest (a set: several blocks are
 often never used again), and the loss is minus the log of the probability the model gives that
@@ -205,6 +206,8 @@ def rollout(env, w: Window, actor, seed: int, record: bool = False) -> tuple[int
         return misses_of(simulate_serving(w.trace, env.unwrapped.serving, "radix_lru")), []
     samples = []
     u = env.unwrapped
+    if hasattr(actor, "begin"):
+        actor.begin(u, w.trace)
     while True:
         if record:
             m = obs["action_mask"].astype(bool)
@@ -233,6 +236,67 @@ class ServingAgent:
 
 def lru_first(obs) -> int:
     return 0
+
+
+class ServingGate:
+    """The serving agent as shipped: the safety gate of :mod:`kvgym.agents.gate` with two experts,
+    the agent and ``radix_lru`` (slot 0: the least recently used leaf).
+
+    At each decision the gate executes the leader's victim ``v``; when the other expert named another
+    block ``u``, the pair is settled by whichever of the two a later prompt references first, read
+    from the prompts of the requests placed so far (up to :attr:`PrefixCacheEnv.request
+    <kvgym.envs.prefix.PrefixCacheEnv.request>`; never ahead): ``v`` first, the other expert would have
+    saved that miss; ``u`` first, it would have cost one. Decay, margins and the start with LRU are the
+    decode gate's (:class:`~kvgym.agents.gate.GateArgs`); it has no third, fallback expert.
+    """
+
+    def __init__(self, agent, args=None):
+        from kvgym.agents.gate import GateArgs
+
+        self.agent, self.args = agent, args or GateArgs()
+        self.followed = np.zeros(2, np.int64)  # decisions executed per expert (agent, lru), last episode
+
+    def begin(self, env, trace) -> None:
+        """A new episode of ``env`` (the unwrapped env) on ``trace``."""
+        self.env, self.trace = env, trace
+        self.seen = -1  # prompts scanned: requests 0 .. seen
+        self.est = np.zeros(2)  # estimated misses of each expert relative to the other (decayed)
+        self.weight = 0.0  # settled pairs, decayed like the estimates
+        self.leader = 1
+        self.pending: dict[int, list] = {}
+        self.followed[:] = 0
+
+    def _settle(self, upto: int) -> None:
+        d = self.args.decay
+        for r in range(self.seen + 1, upto + 1):
+            for b in self.trace.chain(r).tolist() if self.pending else ():
+                for c in self.pending.pop(b, ()):
+                    if c[3]:
+                        continue  # settled by its other block already
+                    c[3] = True
+                    delta = -1.0 if b == c[0] else 1.0  # the executed victim came back first
+                    self.est *= d
+                    self.weight = self.weight * d + 1.0
+                    self.est[c[2]] += delta / 2.0
+                    self.est[c[4]] -= delta / 2.0
+        self.seen = max(self.seen, upto)
+
+    def __call__(self, obs) -> int:
+        u = self.env
+        self._settle(u.request)
+        slots = (int(self.agent(obs)), 0)
+        best = int(np.argmin(self.est))
+        if self.est[self.leader] - self.est[best] > self.args.margin + self.args.margin_share * self.weight:
+            self.leader = best
+        x = self.leader
+        pages = u.candidate_pages()
+        v, other = int(pages[slots[x]]), int(pages[slots[1 - x]])
+        if other != v:
+            c = [v, other, 1 - x, False, x]
+            self.pending.setdefault(v, []).append(c)
+            self.pending.setdefault(other, []).append(c)
+        self.followed[x] += 1
+        return slots[x]
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -383,29 +447,31 @@ def report(zoo, log=print) -> dict:
         test = fam.cases("test")
     rows = {name: [policy_misses(fam, w, name) for w in test] for name in fam.baselines}
     rows["prefix_belady"] = [policy_misses(fam, w, PrefixBelady(w.trace)) for w in test]
-    per_seed = []
+    per_seed: dict[str, list] = {"imitation+gate": [], "imitation": []}
     for f in folders:
         agent, env = load(f), make_env(fam)
-        per_seed.append([rollout(env, w, agent, 9_000_000 + i)[0] for i, w in enumerate(test)])
+        for name, actor in (("imitation+gate", ServingGate(agent)), ("imitation", agent)):
+            per_seed[name].append([rollout(env, w, actor, 9_000_000 + i)[0] for i, w in enumerate(test)])
+            log(f"  {f.name} as {name}: {sum(per_seed[name][-1]):,} misses on {len(test)} test windows")
         env.close()
-        log(f"  {f.name}: {sum(per_seed[-1]):,} misses on {len(test)} test windows")
-    rows["imitation"] = [float(np.mean(col)) for col in zip(*per_seed)]
+    for name, runs in per_seed.items():
+        rows[name] = [float(np.mean(col)) for col in zip(*runs)]
     lru, orc = rows["radix_lru"], rows["prefix_belady"]
     board = []
     for name, ms in rows.items():
         trip = list(zip(ms, lru, orc))
         gaps = [gap_closed(*t) for t in trip]
         others = [o for o in fam.baselines if o != name]
-        ent = {"policy": name, "kind": "learned" if name == "imitation" else "oracle" if name == "prefix_belady"
+        ent = {"policy": name, "kind": "learned" if name in per_seed else "oracle" if name == "prefix_belady"
                else "baseline", "misses": ms, "pooled_gap_closed": pooled_gap_closed(trip),
                "mean_gap_closed": mean_gap_closed(trip), "gap_closed": gaps,
                "std_traces": _std([x for x in gaps if x is not None]),
                "wins": sum(all(m < rows[o][i] for o in others) for i, m in enumerate(ms)),
                "worse_than_lru": sum(m > lr for m, lr in zip(ms, lru)),
                "worst_excess_pct": max(0.0, *(100.0 * (m - lr) / lr for m, lr in zip(ms, lru) if lr))}
-        if name == "imitation":
-            seeds = [pooled_gap_closed(zip(s, lru, orc)) for s in per_seed]
-            ent.update(per_seed_misses=per_seed, std_seeds=_std([x for x in seeds if x is not None]))
+        if name in per_seed:
+            seeds = [pooled_gap_closed(zip(s, lru, orc)) for s in per_seed[name]]
+            ent.update(per_seed_misses=per_seed[name], std_seeds=_std([x for x in seeds if x is not None]))
         board.append(ent)
     board.sort(key=lambda e: -(e["pooled_gap_closed"] if e["pooled_gap_closed"] is not None else -math.inf))
     meta = [json.loads((f / "agent.json").read_text()) for f in folders]
@@ -427,8 +493,10 @@ def render(rep: dict) -> str:
           "Family declared in `agents/benchmark.json` (key `serving`; docs/agents.md). " + fam["doc"]), "",
          (f"Test windows ({n}, never read by training or model selection): {', '.join(rep['windows'])}. Misses: "
           "prompt blocks not served from HBM as part of a usable prefix. Gap closed (`kvgym.oracle.gap`): "
-          "`radix_lru` = 0, `prefix_belady` = 100. The learned agent's misses are the mean over its training seeds "
-          f"({', '.join(rep['agents'])}; best DAgger round {rep['best_round']}; training {rep['train_time_s']} s)."),
+          "`radix_lru` = 0, `prefix_belady` = 100. A learned agent's misses are the mean over its training seeds "
+          f"({', '.join(rep['agents'])}; best DAgger round {rep['best_round']}, chosen on the bare model's validation "
+          f"score; training {rep['train_time_s']} s); *imitation+gate* is the agent as shipped, inside the safety gate "
+          "against `radix_lru` (`kvgym.agents.serving.ServingGate`), *imitation* the bare model."),
          "", ("| rank | policy | kind | pooled gap closed | mean gap closed | std (traces, ddof 1) | std (seeds) | "
          "misses (sum) | wins vs every baseline | worse than radix_lru | worst excess over radix_lru |"),
          "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|"]

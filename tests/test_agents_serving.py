@@ -44,6 +44,28 @@ def test_prefix_belady_evicts_the_leaf_used_last():
     assert int(np.argmin(pol.scores(np.array([2, 3]), 0))) == 1  # 3 is never used again, 2 is used by request 3
 
 
+def test_gate_hands_over_after_five_settled_pairs():
+    from kvgym.agents.serving import ServingGate
+
+    # Decision i is asked at request i with candidates [A_i (slot 0, radix_lru), B_i (the agent's slot 1)];
+    # request i + 1 references A_i. The gate starts with radix_lru, so it evicts A_i, which comes back
+    # first: each pair counts for the agent. With decay 0.995 the agent's lead after k settled pairs is
+    # (1 - 0.995^k) / 0.005, the decayed weight too: it exceeds 4 + 2% of that from k = 5 on (4.95 > 4.10;
+    # k = 4 gives 3.97), and request 5's decision is the first one settled by five pairs.
+    n = 8
+    trace = RequestTrace.from_chains(range(n), [512] * n, [1] * n, [[0]] + [[i] for i in range(1, n)])
+    env = SimpleNamespace(request=0)
+    env.candidate_pages = lambda: np.array([env.request + 1, 100 + env.request])
+    gate = ServingGate(lambda obs: 1)
+    gate.begin(env, trace)
+    got = []
+    for r in range(n - 1):
+        env.request = r
+        got.append(gate({}))
+    assert got == [0, 0, 0, 0, 0, 1, 1]
+    assert gate.followed.tolist() == [2, 5]
+
+
 def test_family_windows_split_by_time_and_the_ledger_guards_test():
     from kvgym.agents.benchmark import LEDGER, SplitLeakError, load_benchmark
 
