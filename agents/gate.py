@@ -55,6 +55,37 @@ class GateArgs:
         return cls(**d)
 
 
+class Regret:
+    """The estimates behind a gate: each expert's estimated misses relative to the others (decayed
+    by ``decay`` per settled pair), the decayed count of settled pairs, and the leader, which moves
+    to the expert ahead of it by more than ``margin + margin_share * weight``."""
+
+    def __init__(self, args: GateArgs, experts: int, start: int):
+        self.args = args
+        self.est = np.zeros(experts)
+        self.weight = 0.0
+        self.leader = start
+
+    def settle(self, executed: int, other: int, executed_first: bool) -> None:
+        """A pair settled: ``executed``'s victim was evicted, ``other``'s was not; ``executed_first``:
+        the executed victim came back first (the other expert would have saved that miss)."""
+        delta = -1.0 if executed_first else 1.0
+        d = self.args.decay
+        self.est *= d
+        self.weight = self.weight * d + 1.0
+        self.est[other] += delta / 2.0
+        self.est[executed] -= delta / 2.0
+
+    def lead(self) -> int:
+        """The leader for the next decision. The margin is on the scale of the estimates: decayed,
+        they weigh at most ``1 / (1 - decay)`` recent pairs, so it grows with that decayed count,
+        not with all decisions so far."""
+        best = int(np.argmin(self.est))
+        if self.est[self.leader] - self.est[best] > self.args.margin + self.args.margin_share * self.weight:
+            self.leader = best
+        return self.leader
+
+
 class GatedAgent:
     """Wraps an agent (``attach``/``reset``/``act``) with the safety gate of the module docstring."""
 
@@ -92,11 +123,9 @@ class GatedAgent:
         self._sim = u._sim
         self._page = u.episode_accesses()[1]
         self._seen = 0  # accesses already scanned for settlements
-        self.est = np.zeros(len(EXPERTS))  # estimated misses relative to one another (decayed)
+        self.regret = Regret(self.args, len(EXPERTS), 1)  # LRU until an expert is ahead of it by the margin
         self.pending: dict[int, list] = defaultdict(list)  # page -> open comparisons it settles
         self.open = np.zeros(len(u.episode_context()[1]), np.int32)  # open comparisons per page
-        self.weight = 0.0  # settled comparisons, decayed like the estimates
-        self.leader = 1  # LRU until an expert is ahead of it by the margin
         self.followed[:] = 0
 
     def _settle(self, u) -> None:
@@ -109,7 +138,6 @@ class GatedAgent:
         hit = chunk[self.open[chunk] > 0]
         if not len(hit):
             return
-        d = self.args.decay
         for p in hit:  # in access order; a page's comparisons are settled by its first access
             for c in self.pending.pop(int(p), ()):
                 if c[3]:
@@ -118,11 +146,7 @@ class GatedAgent:
                 v, u_e, e, x = c[0], c[1], c[2], c[4]
                 self.open[v] -= 1
                 self.open[u_e] -= 1
-                delta = -1.0 if int(p) == v else 1.0  # v back first: e would have been better
-                self.est *= d
-                self.weight = self.weight * d + 1.0
-                self.est[e] += delta / 2.0
-                self.est[x] -= delta / 2.0
+                self.regret.settle(x, e, int(p) == v)
 
     def act(self, obs, info) -> int:
         from kvgym.envs.agents import choose
@@ -140,12 +164,7 @@ class GatedAgent:
         hit = np.flatnonzero(pages == fb)
         if hit.size:
             slots[2] = int(hit[0])
-        # The margin is on the scale of the estimates: decayed, they weigh at most 1 / (1 - decay) recent
-        # comparisons, so it is margin_share of that decayed count, not of all decisions so far.
-        best = int(np.argmin(self.est))
-        if self.est[self.leader] - self.est[best] > self.args.margin + self.args.margin_share * self.weight:
-            self.leader = best
-        x = self.leader
+        x = self.regret.lead()
         v = int(pages[slots[x]])
         for e in range(len(EXPERTS)):
             ue = int(pages[slots[e]])

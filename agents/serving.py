@@ -258,37 +258,29 @@ class ServingGate:
 
     def begin(self, env, trace) -> None:
         """A new episode of ``env`` (the unwrapped env) on ``trace``."""
+        from kvgym.agents.gate import Regret
+
         self.env, self.trace = env, trace
         self.seen = -1  # prompts scanned: requests 0 .. seen
-        self.est = np.zeros(2)  # estimated misses of each expert relative to the other (decayed)
-        self.weight = 0.0  # settled pairs, decayed like the estimates
-        self.leader = 1
+        self.regret = Regret(self.args, 2, 1)  # experts (agent, radix_lru); radix_lru leads first
         self.pending: dict[int, list] = {}
         self.followed[:] = 0
 
     def _settle(self, upto: int) -> None:
-        d = self.args.decay
         for r in range(self.seen + 1, upto + 1):
             for b in self.trace.chain(r).tolist() if self.pending else ():
                 for c in self.pending.pop(b, ()):
                     if c[3]:
                         continue  # settled by its other block already
                     c[3] = True
-                    delta = -1.0 if b == c[0] else 1.0  # the executed victim came back first
-                    self.est *= d
-                    self.weight = self.weight * d + 1.0
-                    self.est[c[2]] += delta / 2.0
-                    self.est[c[4]] -= delta / 2.0
+                    self.regret.settle(c[4], c[2], b == c[0])
         self.seen = max(self.seen, upto)
 
     def __call__(self, obs) -> int:
         u = self.env
         self._settle(u.request)
         slots = (int(self.agent(obs)), 0)
-        best = int(np.argmin(self.est))
-        if self.est[self.leader] - self.est[best] > self.args.margin + self.args.margin_share * self.weight:
-            self.leader = best
-        x = self.leader
+        x = self.regret.lead()
         pages = u.candidate_pages()
         v, other = int(pages[slots[x]]), int(pages[slots[1 - x]])
         if other != v:
