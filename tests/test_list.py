@@ -66,5 +66,5 @@ def test_agents_are_listed_without_importing_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'listing agents imported torch'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True).stdout
     rows = [line.split("  ")[0].strip() for line in out.splitlines()]
-    assert rows == ["policy:NAME", "kvgym train imitation", "kvgym train ppo"]  # no zoo in an empty folder
+    assert rows == ["policy:NAME", "kvgym train imitation", "kvgym train ppo", "kvgym train serving"]  # no zoo here
     assert "Belady imitation with DAgger" in out

@@ -102,12 +102,16 @@ def agents(zoo: str | Path = "artifacts/agents") -> list[tuple[str, str]]:
     rows = [("policy:NAME", "any registered policy acting through the Gymnasium env (kvgym.envs.agents.PolicyAgent)")]
     rows += [(f"kvgym train {a}", first_line(_script_doc(f"kvgym.agents.{a}")) + " (needs the agents extra)")
              for a in ALGOS]
+    rows.append(("kvgym train serving", ("family c: imitation of a prefix-aware Belady in kvgym/PrefixCache-v0, in "
+                                         "a safety gate (needs the agents extra)")))
     for manifest in sorted(Path(zoo).glob("*/agent.json")):
         try:
             d = json.loads(manifest.read_text())
         except (OSError, ValueError):
             continue
         rows.append((f"zoo:{manifest.parent.name}", f"trained {d.get('kind', '?')} agent ({manifest.parent})"))
+    rows += [(str(m.parent), "trained serving-mode agent (kvgym.agents.serving.load, PrefixCache-v0)")
+             for m in sorted(Path(zoo).glob("serving/serving-s*/agent.json"))]
     return rows
 
 
