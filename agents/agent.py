@@ -186,7 +186,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _state_dict(path: Path, what: str) -> dict:
+def read_state_dict(path: Path, what: str) -> dict:
     """Tensors from a ``torch.save``d state dict, read with ``weights_only=True`` (no code runs)."""
     import torch
 
@@ -260,7 +260,7 @@ def _load(folder: Path, m: dict, path, trust_pickle: bool):
             raise ConfigError(f"{folder / MANIFEST}: bad 'scorer' entry ({e})") from None
         model = CandidateScorer(cfg)
         try:
-            model.load_state_dict(_state_dict(model_path, "scorer"))
+            model.load_state_dict(read_state_dict(model_path, "scorer"))
         except RuntimeError as e:
             raise ConfigError(f"{model_path}: not a scorer state_dict matching {m['scorer']} ({e})") from None
         return ImitationAgent(model, m, name)
@@ -275,7 +275,7 @@ def _load(folder: Path, m: dict, path, trust_pickle: bool):
 
     policy = build_policy(m.get("policy"), folder / MANIFEST)
     try:
-        policy.load_state_dict(_state_dict(model_path, "PPO policy"))
+        policy.load_state_dict(read_state_dict(model_path, "PPO policy"))
     except RuntimeError as e:
         raise ConfigError(f"{model_path}: not a PPO policy state_dict matching {m.get('policy')} "
                           f"({str(e).splitlines()[0][:160]})") from None
@@ -309,7 +309,7 @@ def convert_sb3(path, trust_pickle: bool = False, sha256: str | None = None) -> 
     cfg = policy_config(policy)
     write_bytes(folder / POLICY_FILE, policy_bytes(policy))
     rebuilt = build_policy(cfg)
-    rebuilt.load_state_dict(_state_dict(folder / POLICY_FILE, "PPO policy"))
+    rebuilt.load_state_dict(read_state_dict(folder / POLICY_FILE, "PPO policy"))
     a, b = policy.state_dict(), rebuilt.state_dict()
     if set(a) != set(b) or not all(torch.equal(a[k].cpu(), b[k]) for k in a):
         (folder / POLICY_FILE).unlink(missing_ok=True)

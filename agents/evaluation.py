@@ -17,6 +17,12 @@ import numpy as np
 from kvgym.oracle.gap import gap_closed, mean_gap_closed, pooled_gap_closed
 
 
+def sample_std(xs) -> float | None:
+    """The sample standard deviation (ddof 1) of the values that are not ``None``; ``None`` below two."""
+    xs = [x for x in xs if x is not None]
+    return float(np.std(xs, ddof=1)) if len(xs) > 1 else None
+
+
 def pct(x) -> str:
     """A percentage for log lines ("-" for None)."""
     return "-" if x is None else f"{x:.1f}%"

@@ -34,7 +34,6 @@ set. Model selection: the round with the best pooled gap closed on the validatio
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -130,25 +129,22 @@ def full_trace(dataset: str):
 
 
 class NextRequest:
-    """For every block of a trace, the requests whose prompt chain references it (sorted)."""
+    """For every block of a trace, the requests whose prompt chain references it: one sorted key
+    ``block * (requests + 1) + request`` per reference, so a lookup is one vectorised search."""
 
     def __init__(self, trace):
-        chains = [np.asarray(trace.chain(r), np.int64) for r in range(len(trace))]
-        blk = np.concatenate(chains) if chains else np.zeros(0, np.int64)
-        req = np.repeat(np.arange(len(chains), dtype=np.int64), [len(c) for c in chains])
-        order = np.lexsort((req, blk))
-        self.blk, self.req = blk[order], req[order]
-        self.start = np.searchsorted(self.blk, np.arange(trace.n_blocks + 1))
+        self.n = len(trace)
+        blk = np.asarray(trace.blocks, np.int64)
+        req = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(trace.offsets))
+        key = np.sort(blk * (self.n + 1) + req)
+        # A sentinel past every block, so that every search lands on a key.
+        self.key = np.append(key, trace.n_blocks * (self.n + 1))
 
     def after(self, blocks, r: int) -> np.ndarray:
         """For each block, the first request index >= ``r`` referencing it (:data:`NEVER` if none)."""
-        out = np.full(len(blocks), NEVER, np.int64)
-        for i, b in enumerate(np.asarray(blocks, np.int64).tolist()):
-            lo, hi = int(self.start[b]), int(self.start[b + 1])
-            j = lo + int(np.searchsorted(self.req[lo:hi], r))
-            if j < hi:
-                out[i] = self.req[j]
-        return out
+        b = np.asarray(blocks, np.int64)
+        k = self.key[np.searchsorted(self.key, b * (self.n + 1) + r)]
+        return np.where(k // (self.n + 1) == b, k % (self.n + 1), NEVER)
 
 
 @dataclass(frozen=True)
@@ -364,13 +360,12 @@ def validation_score(fam, env, windows, refs, actor, seed: int) -> tuple[float |
 
 def train(args: ServingArgs, folder, log=print) -> dict:
     """Train one agent into ``folder`` (``model.pt``: a state dict; ``agent.json``: everything else)."""
-    import torch
-
     from kvgym.agents.benchmark import LEDGER, load_benchmark
     from kvgym.agents.common import seed_everything
     from kvgym.agents.evaluation import pct
+    from kvgym.agents.imitation import scorer_bytes
     from kvgym.envs.prefix_episode import n_context
-    from kvgym.files import write_json
+    from kvgym.files import write_bytes, write_json
 
     seed_everything(args.seed)
     fam = load_benchmark().serving
@@ -395,14 +390,11 @@ def train(args: ServingArgs, folder, log=print) -> dict:
         if args.progress:
             log(f"  round {rnd}: {len(samples):,} labelled decisions, validation pooled gap closed {pct(score)}")
         if best is None or (score is not None and (best[0] is None or score > best[0])):
-            best = (score, rnd, {k: v.clone() for k, v in model.state_dict().items()}, model.cfg)
+            best = (score, rnd, model)  # each round trains a fresh model: no copy needed
     env.close()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "model.pt.tmp"
-    torch.save(best[2], tmp)
-    tmp.replace(folder / "model.pt")
-    meta = {"kind": "serving-imitation", "family": fam.letter, "scorer": best[3].to_dict(), "args": asdict(args),
+    write_bytes(folder / "model.pt", scorer_bytes(best[2]))
+    meta = {"kind": "serving-imitation", "family": fam.letter, "scorer": best[2].cfg.to_dict(), "args": asdict(args),
             "best_round": best[1], "validation_score": best[0], "validation_refs": refs, "history": history,
             "train_time_s": round(time.perf_counter() - t0, 1), "ledger": LEDGER.since(start)}
     write_json(folder / "agent.json", meta)
@@ -411,8 +403,7 @@ def train(args: ServingArgs, folder, log=print) -> dict:
 
 def load(folder) -> ServingAgent:
     """A trained serving agent from its folder (weights read with ``weights_only=True``)."""
-    import torch
-
+    from kvgym.agents.agent import read_state_dict
     from kvgym.agents.common import local_path
     from kvgym.agents.model import CandidateScorer, ScorerConfig
     from kvgym.files import read_json
@@ -420,7 +411,7 @@ def load(folder) -> ServingAgent:
     folder = local_path(folder, "serving agent")
     meta = read_json(folder / "agent.json", "serving agent")
     model = CandidateScorer(ScorerConfig(**meta["scorer"]))
-    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    model.load_state_dict(read_state_dict(folder / "model.pt", "serving scorer"))
     return ServingAgent(model.eval())
 
 
@@ -429,6 +420,8 @@ def report(zoo, log=print) -> dict:
     """Score every agent folder ``zoo/serving-s*`` with the baselines and PrefixBelady on the test
     windows; per policy: pooled and mean gap closed, spreads, wins, traces worse than LRU."""
     from kvgym.agents.benchmark import LEDGER, load_benchmark
+    from kvgym.agents.evaluation import sample_std
+    from kvgym.files import read_json
     from kvgym.oracle.gap import gap_closed, mean_gap_closed, pooled_gap_closed
 
     fam = load_benchmark().serving
@@ -457,23 +450,19 @@ def report(zoo, log=print) -> dict:
         ent = {"policy": name, "kind": "learned" if name in per_seed else "oracle" if name == "prefix_belady"
                else "baseline", "misses": ms, "pooled_gap_closed": pooled_gap_closed(trip),
                "mean_gap_closed": mean_gap_closed(trip), "gap_closed": gaps,
-               "std_traces": _std([x for x in gaps if x is not None]),
+               "std_traces": sample_std(gaps),
                "wins": sum(all(m < rows[o][i] for o in others) for i, m in enumerate(ms)),
                "worse_than_lru": sum(m > lr for m, lr in zip(ms, lru)),
                "worst_excess_pct": max(0.0, *(100.0 * (m - lr) / lr for m, lr in zip(ms, lru) if lr))}
         if name in per_seed:
             seeds = [pooled_gap_closed(zip(s, lru, orc)) for s in per_seed[name]]
-            ent.update(per_seed_misses=per_seed[name], std_seeds=_std([x for x in seeds if x is not None]))
+            ent.update(per_seed_misses=per_seed[name], std_seeds=sample_std(seeds))
         board.append(ent)
     board.sort(key=lambda e: -(e["pooled_gap_closed"] if e["pooled_gap_closed"] is not None else -math.inf))
-    meta = [json.loads((f / "agent.json").read_text()) for f in folders]
+    meta = [read_json(f / "agent.json", "serving agent") for f in folders]
     return {"family": asdict(fam), "windows": [w.label for w in test], "board": board,
             "agents": [f.name for f in folders], "train_time_s": [m["train_time_s"] for m in meta],
             "best_round": [m["best_round"] for m in meta]}
-
-
-def _std(xs: list) -> float | None:
-    return float(np.std(xs, ddof=1)) if len(xs) > 1 else None
 
 
 def render(rep: dict) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kvgym.agents.evaluation import sample_std
 from kvgym.errors import ConfigError
 from kvgym.oracle.gap import gap_closed, mean_gap_closed, pooled_gap_closed
 
@@ -66,11 +67,6 @@ def collect(zoo) -> list[dict]:
     return out
 
 
-def _std(xs) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return float(np.std(xs, ddof=1)) if len(xs) > 1 else None
-
-
 def _stats(misses: dict, cases: list[dict], baselines: list[str], base_misses: dict, ref: dict) -> dict:
     """Per-family figures of one policy; ``misses[case]``, ``base_misses[policy][case]``, ``ref[case]``."""
     rows = [(misses[c["case"]], c["lru"], c["belady"]) for c in cases]
@@ -84,7 +80,7 @@ def _stats(misses: dict, cases: list[dict], baselines: list[str], base_misses: d
     with_ref = [c for c in cases if c["case"] in ref]
     ref_rows = [(misses[c["case"]], c["lru"], ref[c["case"]]) for c in with_ref]
     return {"mean_gap_closed": mean_gap_closed(rows), "pooled_gap_closed": pooled_gap_closed(rows),
-            "std_gap_closed": _std(gaps), "traces": len(cases), "with_gap": len(gapped), "wins": wins,
+            "std_gap_closed": sample_std(gaps), "traces": len(cases), "with_gap": len(gapped), "wins": wins,
             "wins_per_baseline": per_base, "worse_than_lru": [c["case"] for c in worse],
             "max_excess_over_lru_pct": max(excess, 0.0) if worse else 0.0,
             "reference_share": pooled_gap_closed(ref_rows) if ref_rows else None,
@@ -143,7 +139,7 @@ def build(zoo) -> dict:
             st = _stats(L["misses"], fc, baselines, base_misses, fam_ref)
             seed_pooled = [pooled_gap_closed([(s[c["case"]], c["lru"], c["belady"]) for c in fc]) for s in L["per_seed"]]
             st["seed_pooled_gap_closed"] = seed_pooled
-            st["seed_std_pooled"] = _std(seed_pooled)
+            st["seed_std_pooled"] = sample_std(seed_pooled)
             entry["policies"][name] = {"kind": "learned", **st}
         fams[letter] = entry
     agents_info = {name: {"gated": L["gated"], "folders": [m["name"] for m in L["members"]],
